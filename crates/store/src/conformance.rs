@@ -1,0 +1,684 @@
+//! The backend-agnostic conformance suite: every backend must pass it.
+//!
+//! A backend's test file implements [`Target`] and expands
+//! [`conformance_tests!`](crate::conformance_tests), which generates one
+//! `#[test]` per case:
+//!
+//! ```text
+//! struct Sqlite(tempfile::TempDir);
+//! impl twill_store::conformance::Target for Sqlite { /* new_store, compact */ }
+//! twill_store::conformance_tests!(Sqlite::new());
+//! ```
+//!
+//! or calls [`run_all`] from one test:
+//!
+//! ```
+//! use std::time::Duration;
+//! use twill_store::{MemoryStore, Revision, conformance::{self, Target}};
+//!
+//! struct Memory;
+//! impl Target for Memory {
+//!     type Store = MemoryStore;
+//!     fn new_store(&self) -> MemoryStore {
+//!         MemoryStore::new(Duration::from_millis(100))
+//!     }
+//!     fn compact(&self, store: &MemoryStore, through: Revision) {
+//!         store.compact(through);
+//!     }
+//! }
+//! conformance::run_all(&Memory);
+//! ```
+//!
+//! Cases panic with a message naming the broken rule, like any test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::{Datastore, DatastoreExt, Error, Key, Precondition, Revision, Watch, WatchEvent};
+
+/// How long a case waits for an event that must come.
+const EVENT_WAIT: Duration = Duration::from_secs(10);
+
+/// A backend under test.
+pub trait Target {
+    /// The store type.
+    type Store: Datastore + Clone + 'static;
+
+    /// A fresh, empty store. Its watches must send bookmarks after at most
+    /// about a second of silence.
+    fn new_store(&self) -> Self::Store;
+
+    /// Compacts the store's history up to and including `through`, as the
+    /// backend's compaction (or the API server's) would.
+    fn compact(&self, store: &Self::Store, through: Revision);
+}
+
+/// Generates one `#[test]` per conformance case, each building its target
+/// with the given expression.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($target:expr) => {
+        $crate::conformance_tests!(@cases $target;
+            create_then_get_returns_the_object,
+            create_rejects_an_existing_key,
+            invalid_keys_are_rejected,
+            update_with_stale_revision_conflicts,
+            update_with_current_revision_succeeds,
+            unconditional_update_overwrites_and_update_of_missing_is_not_found,
+            delete_with_stale_revision_conflicts,
+            delete_of_missing_object_is_not_found,
+            delete_returns_the_last_state,
+            list_filters_by_kind_and_namespace,
+            watch_reports_added_modified_deleted_in_order,
+            watch_filters_by_namespace,
+            watch_from_a_revision_skips_earlier_writes,
+            list_then_watch_sees_every_concurrent_write_exactly_once,
+            idle_watch_sends_bookmarks,
+            watch_from_compacted_revision_fails_and_relist_recovers,
+            watch_overtaken_by_compaction_fails_with_compacted,
+            concurrent_compare_and_swap_loses_no_increment,
+        );
+    };
+    (@cases $target:expr; $($case:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $case() {
+                $crate::conformance::$case(&$target);
+            }
+        )*
+    };
+}
+
+/// Runs every case against one target, in order.
+pub fn run_all<T: Target>(target: &T) {
+    create_then_get_returns_the_object(target);
+    create_rejects_an_existing_key(target);
+    invalid_keys_are_rejected(target);
+    update_with_stale_revision_conflicts(target);
+    update_with_current_revision_succeeds(target);
+    unconditional_update_overwrites_and_update_of_missing_is_not_found(target);
+    delete_with_stale_revision_conflicts(target);
+    delete_of_missing_object_is_not_found(target);
+    delete_returns_the_last_state(target);
+    list_filters_by_kind_and_namespace(target);
+    watch_reports_added_modified_deleted_in_order(target);
+    watch_filters_by_namespace(target);
+    watch_from_a_revision_skips_earlier_writes(target);
+    list_then_watch_sees_every_concurrent_write_exactly_once(target);
+    idle_watch_sends_bookmarks(target);
+    watch_from_compacted_revision_fails_and_relist_recovers(target);
+    watch_overtaken_by_compaction_fails_with_compacted(target);
+    concurrent_compare_and_swap_loses_no_increment(target);
+}
+
+fn pool(name: &str) -> Key {
+    Key::cluster("IPPool", name)
+}
+
+fn policy(namespace: &str, name: &str) -> Key {
+    Key::namespaced("NetworkPolicy", namespace, name)
+}
+
+/// The next non-bookmark event, or a panic after [`EVENT_WAIT`].
+fn next_change(watch: &mut dyn Watch) -> WatchEvent {
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(!left.is_zero(), "no watch event within {EVENT_WAIT:?}");
+        match watch.next_timeout(left).expect("watch must not fail") {
+            Some(WatchEvent::Bookmark(_)) | None => {}
+            Some(event) => return event,
+        }
+    }
+}
+
+/// Asserts that no change arrives for `wait` (bookmarks are allowed).
+fn assert_no_change(watch: &mut dyn Watch, wait: Duration) {
+    let deadline = Instant::now() + wait;
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match watch.next_timeout(left).expect("watch must not fail") {
+            Some(WatchEvent::Bookmark(_)) | None => {}
+            Some(event) => panic!("unexpected watch event {event:?}"),
+        }
+    }
+}
+
+/// Create stores the body and gives it a revision after every earlier write.
+pub fn create_then_get_returns_the_object<T: Target>(target: &T) {
+    let store = target.new_store();
+    let before = store.current_revision().expect("current revision");
+    let created = store
+        .create(&pool("a"), &json!({"cidr": "10.0.0.0/16"}))
+        .expect("create");
+    assert!(
+        created.revision > before,
+        "create must move the revision forward"
+    );
+    assert_eq!(
+        store.current_revision().expect("current revision"),
+        created.revision
+    );
+    let got = store.get(&pool("a")).expect("get");
+    assert_eq!(got, created);
+    let second = store.create(&pool("b"), &json!({})).expect("create");
+    assert!(
+        second.revision > created.revision,
+        "revisions must increase"
+    );
+}
+
+/// A second create of the same key fails and leaves the first object alone.
+pub fn create_rejects_an_existing_key<T: Target>(target: &T) {
+    let store = target.new_store();
+    let first = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    match store.create(&pool("a"), &json!({"v": 2})) {
+        Err(Error::AlreadyExists { key }) => assert_eq!(key, pool("a")),
+        other => panic!("expected AlreadyExists, got {other:?}"),
+    }
+    assert_eq!(store.get(&pool("a")).expect("get"), first);
+    // The same name in another kind or namespace is another object.
+    store
+        .create(&policy("ns1", "a"), &json!({}))
+        .expect("other kind");
+    store
+        .create(&policy("ns2", "a"), &json!({}))
+        .expect("other namespace");
+}
+
+/// Empty parts and separators in keys are rejected by every operation.
+pub fn invalid_keys_are_rejected<T: Target>(target: &T) {
+    let store = target.new_store();
+    let cases = [
+        Key::cluster("", "a"),
+        Key::cluster("IPPool", ""),
+        Key::cluster("IPPool", "a/b"),
+        Key::namespaced("NetworkPolicy", "", "a"),
+        Key::namespaced("NetworkPolicy", "x/y", "a"),
+    ];
+    for key in cases {
+        assert!(
+            matches!(
+                store.create(&key, &json!({})),
+                Err(Error::InvalidKey { .. })
+            ),
+            "create of {key:?} must be rejected"
+        );
+        assert!(
+            matches!(store.get(&key), Err(Error::InvalidKey { .. })),
+            "get of {key:?} must be rejected"
+        );
+    }
+}
+
+/// An update expecting an old revision fails with both revisions named.
+pub fn update_with_stale_revision_conflicts<T: Target>(target: &T) {
+    let store = target.new_store();
+    let v1 = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let v2 = store
+        .update(
+            &pool("a"),
+            &json!({"v": 2}),
+            Precondition::Revision(v1.revision),
+        )
+        .expect("update");
+    match store.update(
+        &pool("a"),
+        &json!({"v": 3}),
+        Precondition::Revision(v1.revision),
+    ) {
+        Err(Error::Conflict {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(key, pool("a"));
+            assert_eq!(expected, v1.revision);
+            assert_eq!(actual, v2.revision);
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.get(&pool("a")).expect("get").value, json!({"v": 2}));
+}
+
+/// An update expecting the current revision writes and moves the revision.
+pub fn update_with_current_revision_succeeds<T: Target>(target: &T) {
+    let store = target.new_store();
+    let v1 = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let v2 = store
+        .update(
+            &pool("a"),
+            &json!({"v": 2}),
+            Precondition::Revision(v1.revision),
+        )
+        .expect("update");
+    assert!(v2.revision > v1.revision);
+    assert_eq!(store.get(&pool("a")).expect("get"), v2);
+}
+
+/// Unconditional updates ignore the revision; no update creates an object.
+pub fn unconditional_update_overwrites_and_update_of_missing_is_not_found<T: Target>(target: &T) {
+    let store = target.new_store();
+    store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update");
+    assert_eq!(store.get(&pool("a")).expect("get").value, json!({"v": 2}));
+    for precondition in [
+        Precondition::Unconditional,
+        Precondition::Revision(Revision(1)),
+    ] {
+        match store.update(&pool("missing"), &json!({}), precondition) {
+            Err(Error::NotFound { key }) => assert_eq!(key, pool("missing")),
+            other => panic!("expected NotFound for {precondition:?}, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        store.get(&pool("missing")),
+        Err(Error::NotFound { .. })
+    ));
+}
+
+/// A delete expecting an old revision fails and deletes nothing.
+pub fn delete_with_stale_revision_conflicts<T: Target>(target: &T) {
+    let store = target.new_store();
+    let v1 = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let v2 = store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update");
+    match store.delete(&pool("a"), Precondition::Revision(v1.revision)) {
+        Err(Error::Conflict {
+            key,
+            expected,
+            actual,
+        }) => {
+            assert_eq!(key, pool("a"));
+            assert_eq!((expected, actual), (v1.revision, v2.revision));
+        }
+        other => panic!("expected Conflict, got {other:?}"),
+    }
+    assert_eq!(store.get(&pool("a")).expect("still there"), v2);
+    store
+        .delete(&pool("a"), Precondition::Revision(v2.revision))
+        .expect("delete with the current revision");
+}
+
+/// Deleting what is not there is NotFound, whatever the precondition.
+pub fn delete_of_missing_object_is_not_found<T: Target>(target: &T) {
+    let store = target.new_store();
+    for precondition in [
+        Precondition::Unconditional,
+        Precondition::Revision(Revision(1)),
+    ] {
+        match store.delete(&pool("missing"), precondition) {
+            Err(Error::NotFound { key }) => assert_eq!(key, pool("missing")),
+            other => panic!("expected NotFound for {precondition:?}, got {other:?}"),
+        }
+    }
+}
+
+/// Delete returns the last state; the key is then free to create again.
+pub fn delete_returns_the_last_state<T: Target>(target: &T) {
+    let store = target.new_store();
+    store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let last = store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update");
+    let deleted = store
+        .delete(&pool("a"), Precondition::Unconditional)
+        .expect("delete");
+    assert_eq!(
+        deleted, last,
+        "delete returns the last state and its revision"
+    );
+    assert!(store.current_revision().expect("revision") > last.revision);
+    assert!(matches!(store.get(&pool("a")), Err(Error::NotFound { .. })));
+    let again = store
+        .create(&pool("a"), &json!({"v": 3}))
+        .expect("re-create");
+    assert!(again.revision > last.revision);
+}
+
+/// List returns one kind, optionally one namespace, ordered, with the
+/// current revision.
+pub fn list_filters_by_kind_and_namespace<T: Target>(target: &T) {
+    let store = target.new_store();
+    for (ns, name) in [("ns2", "b"), ("ns1", "b"), ("ns1", "a"), ("ns2", "a")] {
+        store
+            .create(&policy(ns, name), &json!({"n": name}))
+            .expect("create");
+    }
+    store.create(&pool("p"), &json!({})).expect("create pool");
+    let revision = store.current_revision().expect("revision");
+    let names = |items: &[crate::Object]| {
+        items
+            .iter()
+            .map(|o| {
+                format!(
+                    "{}/{}",
+                    o.key.namespace.as_deref().unwrap_or("-"),
+                    o.key.name
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let all = store.list("NetworkPolicy", None).expect("list");
+    assert_eq!(names(&all.items), ["ns1/a", "ns1/b", "ns2/a", "ns2/b"]);
+    assert_eq!(all.revision, revision);
+    let ns1 = store.list("NetworkPolicy", Some("ns1")).expect("list ns1");
+    assert_eq!(names(&ns1.items), ["ns1/a", "ns1/b"]);
+    assert_eq!(ns1.items[0], store.get(&policy("ns1", "a")).expect("get"));
+    let pools = store.list("IPPool", None).expect("list pools");
+    assert_eq!(names(&pools.items), ["-/p"]);
+    let none = store.list("BGPPeer", None).expect("list empty kind");
+    assert!(none.items.is_empty());
+    assert_eq!(none.revision, revision);
+}
+
+/// A watch yields Added, Modified and Deleted (with the last state and the
+/// deletion's revision) in order, for its kind only.
+pub fn watch_reports_added_modified_deleted_in_order<T: Target>(target: &T) {
+    let store = target.new_store();
+    let start = store.current_revision().expect("revision");
+    let mut watch = store.watch("IPPool", None, start).expect("watch");
+    let created = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    store
+        .create(&policy("ns", "x"), &json!({}))
+        .expect("other kind");
+    let updated = store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update");
+    store
+        .delete(&pool("a"), Precondition::Unconditional)
+        .expect("delete");
+    let deleted_at = store.current_revision().expect("revision");
+    assert_eq!(next_change(watch.as_mut()), WatchEvent::Added(created));
+    assert_eq!(
+        next_change(watch.as_mut()),
+        WatchEvent::Modified(updated.clone())
+    );
+    match next_change(watch.as_mut()) {
+        WatchEvent::Deleted(object) => {
+            assert_eq!(object.key, pool("a"));
+            assert_eq!(
+                object.value, updated.value,
+                "deleted carries the last state"
+            );
+            assert_eq!(
+                object.revision, deleted_at,
+                "deleted carries the deletion revision"
+            );
+        }
+        other => panic!("expected Deleted, got {other:?}"),
+    }
+    assert_no_change(watch.as_mut(), Duration::from_millis(100));
+}
+
+/// A namespaced watch sees only its namespace.
+pub fn watch_filters_by_namespace<T: Target>(target: &T) {
+    let store = target.new_store();
+    let start = store.current_revision().expect("revision");
+    let mut watch = store
+        .watch("NetworkPolicy", Some("ns1"), start)
+        .expect("watch");
+    store
+        .create(&policy("ns2", "a"), &json!({}))
+        .expect("create");
+    let mine = store
+        .create(&policy("ns1", "a"), &json!({}))
+        .expect("create");
+    assert_eq!(next_change(watch.as_mut()), WatchEvent::Added(mine));
+    assert_no_change(watch.as_mut(), Duration::from_millis(100));
+}
+
+/// A watch yields only writes after its start revision, including writes
+/// made before the watch was opened.
+pub fn watch_from_a_revision_skips_earlier_writes<T: Target>(target: &T) {
+    let store = target.new_store();
+    let first = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let second = store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update");
+    let mut watch = store.watch("IPPool", None, first.revision).expect("watch");
+    assert_eq!(next_change(watch.as_mut()), WatchEvent::Modified(second));
+    assert_no_change(watch.as_mut(), Duration::from_millis(100));
+}
+
+/// The list-then-watch contract under concurrent writes: every write is in
+/// the list (if at or before its revision) or seen by the watch from the list
+/// revision (if after), never both, never twice, never lost.
+pub fn list_then_watch_sees_every_concurrent_write_exactly_once<T: Target>(target: &T) {
+    const KEYS: usize = 20;
+    const WRITES: usize = 300;
+    let store = target.new_store();
+    let writer_store = store.clone();
+    let (third_done, third_done_rx) = std::sync::mpsc::channel();
+    let writer = std::thread::spawn(move || {
+        let mut written = Vec::new();
+        for i in 0..WRITES {
+            if i == WRITES / 3 {
+                // The receiver may have given up; the test then fails there.
+                let _ = third_done.send(());
+            }
+            let key = Key::namespaced("Probe", "ns", format!("k{}", i % KEYS));
+            let object = match (i / KEYS) % 3 {
+                0 => writer_store.create(&key, &json!({"i": i})),
+                1 => writer_store.update(&key, &json!({"i": i}), Precondition::Unconditional),
+                _ => writer_store.delete(&key, Precondition::Unconditional),
+            }
+            .expect("write");
+            // Deletes return the last state's revision, not the deletion's.
+            let revision = ((i / KEYS) % 3 != 2).then_some(object.revision);
+            written.push((key, i, revision));
+        }
+        written
+    });
+    // List while the writer runs.
+    third_done_rx
+        .recv()
+        .expect("writer reached a third of its writes");
+    let list = store.list("Probe", None).expect("list");
+    let written = writer.join().expect("writer thread");
+    let mut watch = store.watch("Probe", None, list.revision).expect("watch");
+    let last = store.current_revision().expect("revision");
+
+    // State the list says, then every watch event applied on top.
+    let mut state: BTreeMap<Key, serde_json::Value> = list
+        .items
+        .iter()
+        .map(|o| {
+            assert!(
+                o.revision <= list.revision,
+                "listed object newer than the list"
+            );
+            (o.key.clone(), o.value.clone())
+        })
+        .collect();
+    let mut seen = BTreeSet::new();
+    let mut position = list.revision;
+    while position < last {
+        let event = next_change(watch.as_mut());
+        let revision = event.revision();
+        assert!(
+            revision > list.revision,
+            "event {event:?} is already in the list"
+        );
+        assert!(
+            revision > position,
+            "event {event:?} out of order or repeated"
+        );
+        assert!(
+            seen.insert(revision),
+            "event at revision {revision} delivered twice"
+        );
+        position = revision;
+        match event {
+            WatchEvent::Added(o) | WatchEvent::Modified(o) => {
+                state.insert(o.key, o.value);
+            }
+            WatchEvent::Deleted(o) => {
+                assert!(
+                    state.remove(&o.key).is_some(),
+                    "delete of unknown {}",
+                    o.key
+                );
+            }
+            WatchEvent::Bookmark(_) => {}
+        }
+    }
+    assert_eq!(
+        seen.len() as u64,
+        last.0 - list.revision.0,
+        "a write was missed"
+    );
+    // Final state from list + watch equals the truth.
+    let truth: BTreeMap<Key, serde_json::Value> = store
+        .list("Probe", None)
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|o| (o.key, o.value))
+        .collect();
+    assert_eq!(state, truth);
+    // Every create/update the writer made after the list revision was seen.
+    for (key, i, revision) in written {
+        if let Some(revision) = revision.filter(|r| *r > list.revision) {
+            assert!(
+                seen.contains(&revision),
+                "write {i} to {key} at {revision} not seen"
+            );
+        }
+    }
+}
+
+/// An idle watch sends bookmarks that move past writes to other kinds.
+pub fn idle_watch_sends_bookmarks<T: Target>(target: &T) {
+    let store = target.new_store();
+    let start = store.current_revision().expect("revision");
+    let mut watch = store.watch("IPPool", None, start).expect("watch");
+    let other = store
+        .create(&policy("ns", "a"), &json!({}))
+        .expect("create");
+    let deadline = Instant::now() + EVENT_WAIT;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "no bookmark at or after {} in {EVENT_WAIT:?}",
+            other.revision
+        );
+        match watch.next_timeout(left).expect("watch") {
+            Some(WatchEvent::Bookmark(revision)) if revision >= other.revision => {
+                assert!(revision <= store.current_revision().expect("revision"));
+                break;
+            }
+            Some(WatchEvent::Bookmark(_)) | None => {}
+            Some(event) => panic!("unexpected event {event:?}"),
+        }
+    }
+    // Resuming from the bookmark sees exactly the next write.
+    let next = store.create(&pool("a"), &json!({})).expect("create");
+    assert_eq!(next_change(watch.as_mut()), WatchEvent::Added(next));
+}
+
+/// A watch from before the compaction point fails with Compacted (at start
+/// or on its first read); relisting and watching from the list works.
+pub fn watch_from_compacted_revision_fails_and_relist_recovers<T: Target>(target: &T) {
+    let store = target.new_store();
+    let first = store.create(&pool("a"), &json!({"v": 1})).expect("create");
+    let mut revision = first.revision;
+    for v in 2..=5 {
+        revision = store
+            .update(&pool("a"), &json!({"v": v}), Precondition::Unconditional)
+            .expect("update")
+            .revision;
+    }
+    target.compact(&store, revision);
+    let outcome = match store.watch("IPPool", None, first.revision) {
+        Err(e) => Err(e),
+        Ok(mut watch) => watch.next_timeout(Duration::from_secs(2)).map(|_| ()),
+    };
+    match outcome {
+        Err(Error::Compacted { requested, oldest }) => {
+            assert_eq!(requested, first.revision);
+            assert!(
+                oldest > first.revision && oldest <= revision,
+                "oldest {oldest}"
+            );
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    let list = store.list("IPPool", None).expect("relist");
+    assert_eq!(list.items[0].value, json!({"v": 5}));
+    let mut watch = store
+        .watch("IPPool", None, list.revision)
+        .expect("watch after relist");
+    let next = store
+        .update(&pool("a"), &json!({"v": 6}), Precondition::Unconditional)
+        .expect("update");
+    assert_eq!(next_change(watch.as_mut()), WatchEvent::Modified(next));
+}
+
+/// A running watch whose unread history is compacted away fails with
+/// Compacted instead of silently skipping changes.
+pub fn watch_overtaken_by_compaction_fails_with_compacted<T: Target>(target: &T) {
+    let store = target.new_store();
+    let start = store
+        .create(&pool("a"), &json!({"v": 0}))
+        .expect("create")
+        .revision;
+    let mut watch = store.watch("IPPool", None, start).expect("watch");
+    let mut revision = start;
+    for v in 1..=3 {
+        revision = store
+            .update(&pool("a"), &json!({"v": v}), Precondition::Unconditional)
+            .expect("update")
+            .revision;
+    }
+    target.compact(&store, revision);
+    match watch.next_timeout(EVENT_WAIT) {
+        Err(Error::Compacted { requested, oldest }) => {
+            assert!(requested < oldest, "{requested} must be before {oldest}");
+        }
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    assert!(
+        matches!(
+            watch.next_timeout(Duration::ZERO),
+            Err(Error::Compacted { .. })
+        ),
+        "a failed watch stays failed"
+    );
+}
+
+/// Threads racing read-modify-write with compare-and-swap lose nothing.
+pub fn concurrent_compare_and_swap_loses_no_increment<T: Target>(target: &T) {
+    const THREADS: u64 = 4;
+    const INCREMENTS: u64 = 50;
+    let store = target.new_store();
+    let key = Key::cluster("Counter", "c");
+    store.create(&key, &json!({"count": 0})).expect("create");
+    let handles = (0..THREADS)
+        .map(|_| {
+            let store = store.clone();
+            let key = key.clone();
+            std::thread::spawn(move || {
+                for _ in 0..INCREMENTS {
+                    store
+                        .update_with(&key, |v: &mut serde_json::Value| {
+                            let count = v["count"].as_u64().expect("count is a number");
+                            v["count"] = json!(count + 1);
+                            Ok(())
+                        })
+                        .expect("increment");
+                }
+            })
+        })
+        .collect::<Vec<_>>();
+    for handle in handles {
+        handle.join().expect("incrementing thread");
+    }
+    let count = store.get(&key).expect("get").value["count"].as_u64();
+    assert_eq!(count, Some(THREADS * INCREMENTS));
+}

@@ -1,0 +1,675 @@
+//! The embedded backend: one SQLite file shared by every process on a machine.
+//!
+//! Layout (schema version 1, kept in `PRAGMA user_version`):
+//!
+//! ```text
+//! meta(name, value)                       'revision' = latest write, 'compacted' = oldest
+//!                                         revision a watch may start after
+//! objects(kind, namespace, name, revision, value)   current state ('' = no namespace)
+//! events(revision, kind, namespace, name, type, value)  history for watches;
+//!                                         a Deleted row holds the last state
+//! ```
+//!
+//! Every write is one `BEGIN IMMEDIATE` transaction that bumps the revision,
+//! writes `objects` and appends to `events`, so the revision, the state and
+//! the history never disagree, whichever process wrote and whenever it died.
+//! WAL mode lets readers and watchers run while a writer commits; a busy
+//! handler makes writers queue for the write lock (retrying every few hundred
+//! microseconds, up to [`SqliteOptions::busy_timeout`]) instead of failing.
+//!
+//! Watches poll `PRAGMA data_version`, which changes when another connection
+//! commits and costs no disk read; in-process writes also wake them at once
+//! through a condition variable.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use tracing::{debug, info_span, trace};
+
+use crate::sqlite_watch::SqliteWatch;
+use crate::{Datastore, Error, Key, List, Object, Precondition, Result, Revision, Watch};
+
+/// The newest schema version this build reads and writes.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// Schema migrations: entry `i` upgrades a file from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1: the initial schema.
+    "CREATE TABLE meta (
+         name  TEXT PRIMARY KEY,
+         value INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     INSERT INTO meta (name, value) VALUES ('revision', 0), ('compacted', 0);
+     CREATE TABLE objects (
+         kind      TEXT NOT NULL,
+         namespace TEXT NOT NULL,
+         name      TEXT NOT NULL,
+         revision  INTEGER NOT NULL,
+         value     TEXT NOT NULL,
+         PRIMARY KEY (kind, namespace, name)
+     ) WITHOUT ROWID;
+     CREATE TABLE events (
+         revision  INTEGER PRIMARY KEY,
+         kind      TEXT NOT NULL,
+         namespace TEXT NOT NULL,
+         name      TEXT NOT NULL,
+         type      INTEGER NOT NULL,
+         value     TEXT NOT NULL
+     );
+     CREATE INDEX events_by_kind ON events (kind, revision);",
+];
+
+/// Event type codes in the `events` table.
+pub(crate) const EVENT_ADDED: i64 = 0;
+pub(crate) const EVENT_MODIFIED: i64 = 1;
+pub(crate) const EVENT_DELETED: i64 = 2;
+
+/// How much a committed write survives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// Survives the crash of any process (`synchronous = NORMAL`); a power
+    /// loss may drop the last commits, never corrupt the file.
+    ProcessCrash,
+    /// Also survives a power loss (`synchronous = FULL`: an fsync per commit).
+    PowerLoss,
+}
+
+/// Tuning for [`SqliteStore`].
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    /// How long a write waits for another process's write lock before
+    /// failing with [`Error::Busy`].
+    pub busy_timeout: Duration,
+    /// What a commit survives.
+    pub durability: Durability,
+    /// How many revisions of history watches can resume from; older history
+    /// is compacted as writes go by.
+    pub history_retention: u64,
+    /// How often an idle watch checks the file for commits by other
+    /// processes (an upper bound on cross-process delivery latency).
+    pub watch_poll_interval: Duration,
+    /// How long a watch stays silent before it sends a bookmark.
+    pub bookmark_interval: Duration,
+}
+
+impl Default for SqliteOptions {
+    fn default() -> Self {
+        Self {
+            busy_timeout: Duration::from_secs(10),
+            durability: Durability::PowerLoss,
+            history_retention: 100_000,
+            watch_poll_interval: Duration::from_millis(5),
+            bookmark_interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Wakes this process's watches when this process commits.
+#[derive(Debug, Default)]
+pub(crate) struct Notifier {
+    commits: Mutex<u64>,
+    cond: Condvar,
+}
+
+impl Notifier {
+    fn notify(&self) {
+        let mut commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        *commits = commits.wrapping_add(1);
+        self.cond.notify_all();
+    }
+
+    /// The number of commits seen so far.
+    pub(crate) fn commits(&self) -> u64 {
+        *self.commits.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until a commit after `seen` or until `timeout`.
+    pub(crate) fn wait(&self, seen: u64, timeout: Duration) {
+        let commits = self.commits.lock().unwrap_or_else(|p| p.into_inner());
+        let _unused = self
+            .cond
+            .wait_timeout_while(commits, timeout, |c| *c == seen)
+            .unwrap_or_else(|p| p.into_inner());
+    }
+}
+
+/// The embedded SQLite datastore; see the module docs. Cheap to clone.
+#[derive(Clone)]
+pub struct SqliteStore {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    path: PathBuf,
+    options: SqliteOptions,
+    writer: Mutex<Connection>,
+    reader: Mutex<Connection>,
+    notifier: Arc<Notifier>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.shared.path)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Wraps a SQLite error with the file and the operation, turning lock
+/// timeouts into [`Error::Busy`].
+pub(crate) fn sql_error(path: &Path, operation: &'static str, source: rusqlite::Error) -> Error {
+    match source.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => Error::Busy {
+            path: path.to_path_buf(),
+            operation,
+        },
+        _ => Error::Sqlite {
+            path: path.to_path_buf(),
+            operation,
+            source,
+        },
+    }
+}
+
+fn to_sql_revision(revision: Revision) -> i64 {
+    i64::try_from(revision.0).unwrap_or(i64::MAX)
+}
+
+pub(crate) fn from_sql_revision(revision: i64) -> Revision {
+    Revision(u64::try_from(revision).unwrap_or(0))
+}
+
+pub(crate) fn namespace_column(namespace: Option<&str>) -> &str {
+    namespace.unwrap_or("")
+}
+
+pub(crate) fn namespace_from_column(namespace: String) -> Option<String> {
+    (!namespace.is_empty()).then_some(namespace)
+}
+
+/// Makes a connection wait for another process's lock up to `timeout`,
+/// retrying every few hundred microseconds. SQLite's own busy timeout backs
+/// off to 100 ms sleeps, which leaves the write lock idle long after its
+/// holder released it and multiplies write latency under contention.
+fn install_busy_handler(conn: &mut Connection, timeout: Duration) -> rusqlite::Result<()> {
+    let mut started = Instant::now();
+    conn.busy_handler(Some(move |attempt: i32| {
+        if attempt == 0 {
+            started = Instant::now();
+        }
+        let waited = started.elapsed();
+        if waited >= timeout {
+            return false;
+        }
+        let pause = Duration::from_micros(100 << attempt.clamp(0, 4));
+        std::thread::sleep(pause.min(timeout - waited));
+        true
+    }))
+}
+
+/// Opens a connection with Twill's pragmas; the schema is not touched.
+pub(crate) fn open_connection(path: &Path, options: &SqliteOptions) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn =
+        Connection::open_with_flags(path, flags).map_err(|e| sql_error(path, "open", e))?;
+    install_busy_handler(&mut conn, options.busy_timeout)
+        .map_err(|e| sql_error(path, "set busy handler", e))?;
+    // Switching to WAL takes an exclusive lock that the busy handler does not
+    // always wait for, so retry it while another process opens the file too.
+    let deadline = Instant::now() + options.busy_timeout;
+    loop {
+        match conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get::<_, String>(0))
+        {
+            Ok(_) => break,
+            Err(e)
+                if matches!(
+                    e.sqlite_error_code(),
+                    Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+                ) && Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            Err(e) => return Err(sql_error(path, "enable WAL", e)),
+        }
+    }
+    let synchronous = match options.durability {
+        Durability::ProcessCrash => "NORMAL",
+        Durability::PowerLoss => "FULL",
+    };
+    conn.pragma_update(None, "synchronous", synchronous)
+        .map_err(|e| sql_error(path, "set synchronous", e))?;
+    Ok(conn)
+}
+
+/// Brings the file's schema to [`SCHEMA_VERSION`], in one write transaction
+/// so that processes opening a new file together create it once.
+fn migrate(conn: &mut Connection, path: &Path) -> Result<()> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| sql_error(path, "begin migration", e))?;
+    let found: i64 = tx
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .map_err(|e| sql_error(path, "read schema version", e))?;
+    if found > SCHEMA_VERSION {
+        return Err(Error::SchemaTooNew {
+            path: path.to_path_buf(),
+            found,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    let from = usize::try_from(found).unwrap_or(0);
+    for (version, migration) in MIGRATIONS.iter().enumerate().skip(from) {
+        debug!(path = %path.display(), version = version + 1, "migrating datastore schema");
+        tx.execute_batch(migration)
+            .map_err(|e| sql_error(path, "migrate schema", e))?;
+    }
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+        .map_err(|e| sql_error(path, "write schema version", e))?;
+    tx.commit()
+        .map_err(|e| sql_error(path, "commit migration", e))
+}
+
+/// Reads a stored JSON body.
+pub(crate) fn parse_body(key: &Key, text: &str) -> Result<serde_json::Value> {
+    serde_json::from_str(text).map_err(|source| Error::Corrupt {
+        key: key.clone(),
+        source,
+    })
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store at `path` with default options.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SchemaTooNew`] for a file from a newer Twill, [`Error::Busy`]
+    /// or [`Error::Sqlite`] if the file cannot be opened.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self> {
+        Self::open_with(path, SqliteOptions::default())
+    }
+
+    /// Opens (creating if needed) the store at `path`.
+    ///
+    /// # Errors
+    ///
+    /// As [`SqliteStore::open`].
+    pub fn open_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
+        let path = path.as_ref().to_path_buf();
+        let _span = info_span!("open_datastore", path = %path.display()).entered();
+        let mut writer = open_connection(&path, &options)?;
+        migrate(&mut writer, &path)?;
+        let reader = open_connection(&path, &options)?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                path,
+                options,
+                writer: Mutex::new(writer),
+                reader: Mutex::new(reader),
+                notifier: Arc::new(Notifier::default()),
+            }),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> &SqliteOptions {
+        &self.shared.options
+    }
+
+    /// Deletes the history up to and including `through` (capped at the
+    /// current revision): watches can then only start after `through`.
+    /// Returns the oldest revision a watch may now start after.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors only.
+    pub fn compact(&self, through: Revision) -> Result<Revision> {
+        self.write("compact", |tx, path| {
+            let current = read_meta(tx, path, "revision")?;
+            compact_in(tx, path, to_sql_revision(through).min(current))
+        })
+        .map(from_sql_revision)
+    }
+
+    /// The oldest revision a watch may start after.
+    ///
+    /// # Errors
+    ///
+    /// Backend errors only.
+    pub fn oldest_watchable(&self) -> Result<Revision> {
+        let conn = self.reader();
+        read_meta(&conn, &self.shared.path, "compacted").map(from_sql_revision)
+    }
+
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.shared.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `f` in a `BEGIN IMMEDIATE` transaction and wakes watchers after
+    /// the commit.
+    fn write<T>(
+        &self,
+        operation: &'static str,
+        f: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<T>,
+    ) -> Result<T> {
+        let path = &self.shared.path;
+        let mut conn = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| sql_error(path, operation, e))?;
+        let result = f(&tx, path)?;
+        tx.commit().map_err(|e| sql_error(path, operation, e))?;
+        drop(conn);
+        self.shared.notifier.notify();
+        Ok(result)
+    }
+
+    /// Bumps the revision, records the event and compacts old history now
+    /// and then. Returns the new revision.
+    fn record(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        key: &Key,
+        event_type: i64,
+        body: &str,
+    ) -> Result<i64> {
+        let revision: i64 = tx
+            .query_row(
+                "UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| sql_error(path, "bump revision", e))?;
+        tx.prepare_cached(
+            "INSERT INTO events (revision, kind, namespace, name, type, value)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                revision,
+                key.kind,
+                namespace_column(key.namespace.as_deref()),
+                key.name,
+                event_type,
+                body
+            ])
+        })
+        .map_err(|e| sql_error(path, "record event", e))?;
+        let retention = i64::try_from(self.shared.options.history_retention).unwrap_or(i64::MAX);
+        // Compacting in batches keeps the per-write cost flat.
+        if revision % 256 == 0 && revision > retention {
+            compact_in(tx, path, revision - retention)?;
+        }
+        Ok(revision)
+    }
+
+    /// Reads the current revision of `key` inside a write transaction.
+    fn current_in(
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        key: &Key,
+    ) -> Result<Option<(i64, String)>> {
+        tx.prepare_cached(
+            "SELECT revision, value FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    key.kind,
+                    namespace_column(key.namespace.as_deref()),
+                    key.name
+                ],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()
+        })
+        .map_err(|e| sql_error(path, "read object", e))
+    }
+
+    /// Checks existence and the precondition for an update or delete;
+    /// returns the current revision and body.
+    fn check(
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        key: &Key,
+        precondition: Precondition,
+    ) -> Result<(i64, String)> {
+        let Some((actual, body)) = Self::current_in(tx, path, key)? else {
+            return Err(Error::NotFound { key: key.clone() });
+        };
+        if let Precondition::Revision(expected) = precondition
+            && to_sql_revision(expected) != actual
+        {
+            return Err(Error::Conflict {
+                key: key.clone(),
+                expected,
+                actual: from_sql_revision(actual),
+            });
+        }
+        Ok((actual, body))
+    }
+
+    fn upsert(
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        key: &Key,
+        revision: i64,
+        body: &str,
+    ) -> Result<()> {
+        tx.prepare_cached(
+            "INSERT INTO objects (kind, namespace, name, revision, value) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT (kind, namespace, name) DO UPDATE SET revision = ?4, value = ?5",
+        )
+        .and_then(|mut stmt| {
+            stmt.execute(params![
+                key.kind,
+                namespace_column(key.namespace.as_deref()),
+                key.name,
+                revision,
+                body
+            ])
+        })
+        .map(|_| ())
+        .map_err(|e| sql_error(path, "write object", e))
+    }
+}
+
+fn read_meta(conn: &Connection, path: &Path, name: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT value FROM meta WHERE name = ?1")
+        .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)))
+        .map_err(|e| sql_error(path, "read revision", e))
+}
+
+/// Deletes events up to `through` and records it as the compaction point.
+fn compact_in(tx: &rusqlite::Transaction<'_>, path: &Path, through: i64) -> Result<i64> {
+    let compacted = read_meta(tx, path, "compacted")?;
+    if through <= compacted {
+        return Ok(compacted);
+    }
+    let deleted = tx
+        .execute("DELETE FROM events WHERE revision <= ?1", [through])
+        .map_err(|e| sql_error(path, "compact history", e))?;
+    tx.execute(
+        "UPDATE meta SET value = ?1 WHERE name = 'compacted'",
+        [through],
+    )
+    .map_err(|e| sql_error(path, "compact history", e))?;
+    debug!(through, deleted, "compacted datastore history");
+    Ok(through)
+}
+
+impl Datastore for SqliteStore {
+    fn create(&self, key: &Key, value: &serde_json::Value) -> Result<Object> {
+        key.validate()?;
+        let body = value.to_string();
+        let revision = self.write("create", |tx, path| {
+            if Self::current_in(tx, path, key)?.is_some() {
+                return Err(Error::AlreadyExists { key: key.clone() });
+            }
+            let revision = self.record(tx, path, key, EVENT_ADDED, &body)?;
+            Self::upsert(tx, path, key, revision, &body)?;
+            Ok(revision)
+        })?;
+        trace!(key = %key, revision, "wrote object");
+        Ok(Object {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            value: value.clone(),
+        })
+    }
+
+    fn update(
+        &self,
+        key: &Key,
+        value: &serde_json::Value,
+        precondition: Precondition,
+    ) -> Result<Object> {
+        key.validate()?;
+        let body = value.to_string();
+        let revision = self.write("update", |tx, path| {
+            Self::check(tx, path, key, precondition)?;
+            let revision = self.record(tx, path, key, EVENT_MODIFIED, &body)?;
+            Self::upsert(tx, path, key, revision, &body)?;
+            Ok(revision)
+        })?;
+        trace!(key = %key, revision, "wrote object");
+        Ok(Object {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            value: value.clone(),
+        })
+    }
+
+    fn delete(&self, key: &Key, precondition: Precondition) -> Result<Object> {
+        key.validate()?;
+        let (revision, body) = self.write("delete", |tx, path| {
+            let (revision, body) = Self::check(tx, path, key, precondition)?;
+            self.record(tx, path, key, EVENT_DELETED, &body)?;
+            tx.prepare_cached(
+                "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    key.kind,
+                    namespace_column(key.namespace.as_deref()),
+                    key.name
+                ])
+            })
+            .map_err(|e| sql_error(path, "delete object", e))?;
+            Ok((revision, body))
+        })?;
+        trace!(key = %key, last_revision = revision, "deleted object");
+        Ok(Object {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            value: parse_body(key, &body)?,
+        })
+    }
+
+    fn get(&self, key: &Key) -> Result<Object> {
+        key.validate()?;
+        let path = &self.shared.path;
+        let row: Option<(i64, String)> = self
+            .reader()
+            .prepare_cached(
+                "SELECT revision, value FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            )
+            .and_then(|mut stmt| {
+                stmt.query_row(
+                    params![key.kind, namespace_column(key.namespace.as_deref()), key.name],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )
+                .optional()
+            })
+            .map_err(|e| sql_error(path, "get", e))?;
+        let (revision, body) = row.ok_or_else(|| Error::NotFound { key: key.clone() })?;
+        Ok(Object {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            value: parse_body(key, &body)?,
+        })
+    }
+
+    fn list(&self, kind: &str, namespace: Option<&str>) -> Result<List> {
+        let path = &self.shared.path;
+        let mut conn = self.reader();
+        // One read transaction: the items and the revision are one snapshot.
+        let tx = conn.transaction().map_err(|e| sql_error(path, "list", e))?;
+        let revision = read_meta(&tx, path, "revision")?;
+        let rows: Vec<(String, String, i64, String)> = {
+            let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &namespace {
+                Some(ns) => (
+                    "SELECT namespace, name, revision, value FROM objects
+                     WHERE kind = ?1 AND namespace = ?2 ORDER BY namespace, name",
+                    vec![&kind, ns],
+                ),
+                None => (
+                    "SELECT namespace, name, revision, value FROM objects
+                     WHERE kind = ?1 ORDER BY namespace, name",
+                    vec![&kind],
+                ),
+            };
+            let mut stmt = tx
+                .prepare_cached(sql)
+                .map_err(|e| sql_error(path, "list", e))?;
+            stmt.query_map(args.as_slice(), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| sql_error(path, "list", e))?
+        };
+        tx.finish().map_err(|e| sql_error(path, "list", e))?;
+        let items = rows
+            .into_iter()
+            .map(|(ns, name, revision, body)| {
+                let key = Key {
+                    kind: kind.to_owned(),
+                    namespace: namespace_from_column(ns),
+                    name,
+                };
+                let value = parse_body(&key, &body)?;
+                Ok(Object {
+                    key,
+                    revision: from_sql_revision(revision),
+                    value,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(List {
+            items,
+            revision: from_sql_revision(revision),
+        })
+    }
+
+    fn watch(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        after: Revision,
+    ) -> Result<Box<dyn Watch>> {
+        let watch = SqliteWatch::start(
+            &self.shared.path,
+            &self.shared.options,
+            Arc::clone(&self.shared.notifier),
+            kind,
+            namespace,
+            to_sql_revision(after),
+        )?;
+        Ok(Box::new(watch))
+    }
+
+    fn current_revision(&self) -> Result<Revision> {
+        let conn = self.reader();
+        read_meta(&conn, &self.shared.path, "revision").map(from_sql_revision)
+    }
+}
