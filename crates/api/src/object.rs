@@ -10,7 +10,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 
-use crate::validate::{Validate, Validator};
+use crate::common::{
+    check_dns1123_label, check_dns1123_subdomain, validate_annotations, validate_labels,
+};
+use crate::validate::{Validate, Validator, Violation};
 
 /// The API group and version of Calico's resources.
 pub const CALICO_API_VERSION: &str = "projectcalico.org/v3";
@@ -50,6 +53,22 @@ pub trait Spec:
     /// Checks rules that involve the metadata as well as the spec (e.g. a
     /// policy name's tier prefix). Called after [`Validate::validate`].
     fn validate_with_meta(&self, _meta: &ObjectMeta, _v: &mut Validator) {}
+
+    /// Checks `metadata.name`. The default is Kubernetes' rule for most
+    /// names (a DNS-1123 subdomain); kinds with stricter rules override it.
+    fn validate_name(name: &str, v: &mut Validator) {
+        v.check(check_dns1123_subdomain(name));
+    }
+
+    /// Whether the loader must call [`Spec::find_unknown_fields`] (it keeps a
+    /// copy of the input spec to do so).
+    const FINDS_UNKNOWN_FIELDS: bool = false;
+
+    /// Reports fields of the input `spec` that deserialization ignored.
+    /// Twill's own types reject unknown fields while deserializing
+    /// (`deny_unknown_fields`); kinds built on types that silently ignore
+    /// them (Kubernetes' own) override this to compare `input` with `self`.
+    fn find_unknown_fields(&self, _input: &serde_json::Value, _v: &mut Validator) {}
 }
 
 /// A status for kinds that have none.
@@ -95,6 +114,47 @@ impl<S: Spec> Object<S> {
     /// The resource's namespace (`None` for cluster-scoped kinds).
     pub fn namespace(&self) -> Option<&str> {
         self.metadata.namespace.as_deref()
+    }
+
+    /// Fills in defaults: the `default` namespace for a namespaced kind
+    /// without one, then the kind's own defaults ([`Spec::apply_defaults`]).
+    pub fn apply_defaults(&mut self) {
+        if S::NAMESPACED && self.metadata.namespace.as_deref().is_none_or(str::is_empty) {
+            self.metadata.namespace = Some(DEFAULT_NAMESPACE.to_string());
+        }
+        self.spec.apply_defaults(&self.metadata);
+    }
+
+    /// Every violation of the metadata rules (name, namespace, labels,
+    /// annotations), of the spec, and of rules that involve both.
+    pub fn validate(&self) -> Vec<Violation> {
+        let mut v = Validator::new();
+        v.field("metadata", |v| {
+            v.field("name", |v| {
+                if self.metadata.name.is_empty() {
+                    v.error("name is required");
+                } else {
+                    S::validate_name(&self.metadata.name, v);
+                }
+            });
+            match (&self.metadata.namespace, S::NAMESPACED) {
+                (Some(ns), true) => v.field("namespace", |v| v.check(check_dns1123_label(ns))),
+                (Some(_), false) => v.field("namespace", |v| {
+                    v.error(format!(
+                        "{} is cluster-scoped and takes no namespace",
+                        S::KIND
+                    ))
+                }),
+                (None, _) => {}
+            }
+            v.field("labels", |v| validate_labels(&self.metadata.labels, v));
+            v.field("annotations", |v| {
+                validate_annotations(&self.metadata.annotations, v)
+            });
+        });
+        v.nested("spec", &self.spec);
+        self.spec.validate_with_meta(&self.metadata, &mut v);
+        v.finish()
     }
 }
 

@@ -51,6 +51,20 @@ impl FieldPath {
         Self(segments)
     }
 
+    /// This path with one more segment at the end.
+    pub fn join(mut self, segment: Segment) -> Self {
+        self.0.push(segment);
+        self
+    }
+
+    /// This path inside `prefix` (e.g. a document path inside `items[2]`).
+    pub fn within(mut self, prefix: &FieldPath) -> Self {
+        let mut segments = prefix.0.clone();
+        segments.append(&mut self.0);
+        self.0 = segments;
+        self
+    }
+
     /// The segments of the path, outermost first.
     pub fn segments(&self) -> &[Segment] {
         &self.0
@@ -69,7 +83,9 @@ impl fmt::Display for FieldPath {
                 }
                 Segment::Key(key) => {
                     let plain = !key.is_empty()
-                        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+                        && key
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
                     if plain {
                         if i > 0 {
                             f.write_str(".")?;
@@ -146,6 +162,15 @@ impl Validator {
         }
     }
 
+    /// Reports each element of `items` that repeats an earlier one, at its index.
+    pub fn no_duplicates<T: PartialEq + fmt::Debug>(&mut self, items: &[T]) {
+        for (i, item) in items.iter().enumerate() {
+            if items[..i].contains(item) {
+                self.index(i, |v| v.error(format!("{item:?} is listed more than once")));
+            }
+        }
+    }
+
     /// Validates `value` (a field of type `T: Validate`) inside the field `name`.
     pub fn nested<T: Validate + ?Sized>(&mut self, name: &'static str, value: &T) {
         self.field(name, |v| value.validate(v));
@@ -203,7 +228,9 @@ mod tests {
             v.field("ingress", |v| {
                 v.index(0, |v| {
                     v.field("destination", |v| {
-                        v.field("ports", |v| v.index(1, |v| v.error("port 0 is out of range")))
+                        v.field("ports", |v| {
+                            v.index(1, |v| v.error("port 0 is out of range"))
+                        })
                     })
                 })
             })
@@ -217,7 +244,11 @@ mod tests {
 
     #[test]
     fn dotted_paths_parse_back() {
-        for text in ["spec.ingress[0].destination.ports[1]", "metadata.labels", "spec.ipPools[2]"] {
+        for text in [
+            "spec.ingress[0].destination.ports[1]",
+            "metadata.labels",
+            "spec.ipPools[2]",
+        ] {
             assert_eq!(FieldPath::from_dotted(text).to_string(), text);
         }
     }
