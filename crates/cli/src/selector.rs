@@ -38,7 +38,9 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> Statu
                 Err(e) => {
                     line(err, format_args!("error: {e}"));
                     line(err, format_args!("  {expr}"));
-                    line(err, format_args!("  {}^", " ".repeat(e.offset)));
+                    // The offset is in bytes; the caret goes under the character.
+                    let column = expr.get(..e.offset).map_or(e.offset, |p| p.chars().count());
+                    line(err, format_args!("  {}^", " ".repeat(column)));
                     Status::Usage
                 }
             }
