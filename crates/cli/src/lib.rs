@@ -22,7 +22,11 @@ mod validate;
 
 /// The top-level command line.
 #[derive(Debug, Parser)]
-#[command(name = "twill", version, about = "Twill: a Calico-compatible, BGP-routing Kubernetes CNI")]
+#[command(
+    name = "twill",
+    version,
+    about = "Twill: a Calico-compatible, BGP-routing Kubernetes CNI"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,7 +69,11 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { Status::Usage.into() } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                Status::Usage.into()
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let stdout = std::io::stdout();

@@ -62,7 +62,10 @@ fn parse_labels(text: &str) -> Result<BTreeMap<String, String>, String> {
         if key.is_empty() {
             return Err(format!("`{pair}` has an empty key"));
         }
-        if labels.insert(key.to_string(), value.trim().to_string()).is_some() {
+        if labels
+            .insert(key.to_string(), value.trim().to_string())
+            .is_some()
+        {
             return Err(format!("label `{key}` is given twice"));
         }
     }

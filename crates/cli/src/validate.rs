@@ -30,9 +30,16 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Status {
                     match resource.namespace() {
                         Some(ns) => line(
                             out,
-                            format_args!("ok {}/{} (namespace {ns})", resource.kind(), resource.name()),
+                            format_args!(
+                                "ok {}/{} (namespace {ns})",
+                                resource.kind(),
+                                resource.name()
+                            ),
                         ),
-                        None => line(out, format_args!("ok {}/{}", resource.kind(), resource.name())),
+                        None => line(
+                            out,
+                            format_args!("ok {}/{}", resource.kind(), resource.name()),
+                        ),
                     }
                 }
             }

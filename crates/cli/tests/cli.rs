@@ -51,9 +51,16 @@ fn validate_prints_ok_for_every_resource_of_valid_files() {
         "ok GlobalNetworkPolicy/default-deny-app-namespaces",
         "ok NetworkPolicy/frontend-to-backend (namespace frontend)",
     ] {
-        assert!(stdout.lines().any(|l| l == expected), "missing {expected:?} in:\n{stdout}");
+        assert!(
+            stdout.lines().any(|l| l == expected),
+            "missing {expected:?} in:\n{stdout}"
+        );
     }
-    assert_eq!(stdout.lines().count(), 7, "one line per resource:\n{stdout}");
+    assert_eq!(
+        stdout.lines().count(),
+        7,
+        "one line per resource:\n{stdout}"
+    );
 }
 
 #[test]
@@ -66,14 +73,23 @@ fn validate_names_the_field_and_reason_of_each_invalid_resource_and_exits_1() {
         "document 2 (IPPool \"too-small-blocks\"): spec.blockSize:",
         "document 3 (GlobalNetworkPolicy \"broken-selector\"): spec.selector:",
     ] {
-        assert!(stderr.contains(expected), "missing {expected:?} in:\n{stderr}");
+        assert!(
+            stderr.contains(expected),
+            "missing {expected:?} in:\n{stderr}"
+        );
     }
-    assert!(text(&out.stdout).is_empty(), "an invalid file prints no ok line");
+    assert!(
+        text(&out.stdout).is_empty(),
+        "an invalid file prints no ok line"
+    );
 }
 
 #[test]
 fn validate_reads_stdin_and_reports_yaml_syntax_errors_with_line_and_column() {
-    let out = twill_stdin(&["validate", "-f", "-"], "apiVersion: projectcalico.org/v3\nkind: [Tier\n");
+    let out = twill_stdin(
+        &["validate", "-f", "-"],
+        "apiVersion: projectcalico.org/v3\nkind: [Tier\n",
+    );
     assert_eq!(out.status.code(), Some(1));
     let stderr = text(&out.stderr);
     assert!(stderr.starts_with("error: -:"), "{stderr}");
@@ -93,20 +109,35 @@ fn selector_match_prints_true_or_false() {
         ("app == 'web'", "app=web", "true"),
         ("app == 'web'", "app=db", "false"),
         ("app != 'web'", "", "true"),
-        ("has(tier) && env in {'prod', 'staging'}", "tier=1,env=prod", "true"),
+        (
+            "has(tier) && env in {'prod', 'staging'}",
+            "tier=1,env=prod",
+            "true",
+        ),
         ("!has(tier)", "tier=1", "false"),
         ("", "", "true"),
     ];
     for (expr, labels, expected) in cases {
         let out = twill(&["selector", "match", expr, "--labels", labels]);
-        assert_eq!(out.status.code(), Some(0), "{expr} / {labels}: {}", text(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{expr} / {labels}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(text(&out.stdout).trim(), expected, "{expr} / {labels}");
     }
 }
 
 #[test]
 fn selector_match_reports_a_parse_error_with_its_offset_and_exits_2() {
-    let out = twill(&["selector", "match", "app == 'web' &&", "--labels", "app=web"]);
+    let out = twill(&[
+        "selector",
+        "match",
+        "app == 'web' &&",
+        "--labels",
+        "app=web",
+    ]);
     assert_eq!(out.status.code(), Some(2));
     let stderr = text(&out.stderr);
     assert!(stderr.contains("at byte 15"), "{stderr}");
