@@ -8,9 +8,10 @@ use schemars::{JsonSchema, Schema, SchemaGenerator, json_schema};
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::ippool::checks::{
-    Family, SecretKeySelector, check_duration, check_interface, check_ip, check_name,
-    check_network, check_range, check_selector, is_false,
+use crate::common::{
+    Family, LOG_LEVELS, SecretKeySelector, check_dns1123_subdomain, check_duration,
+    check_interface_pattern, check_ip, check_log_level, check_network, check_range,
+    check_selector_field, is_false,
 };
 use crate::object::{CALICO_API_VERSION, NoStatus, Object, ObjectMeta, Spec};
 use crate::validate::{Validate, Validator};
@@ -330,19 +331,6 @@ impl Spec for BGPConfigurationSpec {
     }
 }
 
-/// Checks a log level against Calico's case-insensitive list.
-pub(crate) fn check_log_level(v: &mut Validator, level: &str, allowed: &[&str]) {
-    if !level.is_empty() && !allowed.iter().any(|a| a.eq_ignore_ascii_case(level)) {
-        v.error(format!(
-            "unknown log level {level:?}; use one of {}",
-            allowed.join(", ")
-        ));
-    }
-}
-
-/// The log levels Calico's daemons accept.
-pub(crate) const LOG_LEVELS: &[&str] = &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"];
-
 /// Whether `value` is a standard (`aa:nn`, 16-bit parts) or large
 /// (`aa:nn:mm`, 32-bit parts) BGP community.
 pub fn is_community_value(value: &str) -> bool {
@@ -385,7 +373,7 @@ impl Validate for BGPConfigurationSpec {
                 v.error("at most 500 communities are allowed");
             }
             v.each(&self.communities, |v, community| {
-                v.field("name", |v| check_name(v, &community.name));
+                v.field("name", |v| v.check(check_dns1123_subdomain(&community.name)));
                 v.field("value", |v| {
                     if !is_community_value(&community.value) {
                         v.error(format!(
@@ -447,7 +435,7 @@ impl Validate for BGPConfigurationSpec {
                 if iface == "*" {
                     v.error("\"*\" would ignore every interface");
                 } else {
-                    check_interface(v, iface, true);
+                    v.check(check_interface_pattern(iface));
                 }
             })
         });
@@ -601,7 +589,7 @@ impl Validate for BGPPeerSpec {
     fn validate(&self, v: &mut Validator) {
         if let Some(node) = &self.node {
             v.field("node", |v| {
-                check_name(v, node);
+                v.check(check_dns1123_subdomain(node));
                 if non_empty(&self.node_selector) {
                     v.error("node and nodeSelector cannot both be set");
                 }
@@ -613,7 +601,7 @@ impl Validate for BGPPeerSpec {
             ("localWorkloadSelector", &self.local_workload_selector),
         ] {
             if let Some(text) = selector {
-                v.field(name, |v| check_selector(v, text));
+                v.field(name, |v| check_selector_field(v, text));
             }
         }
         let peer = self.peer_ip.as_deref().and_then(parse_peer_ip);
@@ -686,7 +674,9 @@ impl Validate for BGPPeerSpec {
             });
         }
         v.field("filters", |v| {
-            v.each(&self.filters, |v, name| check_name(v, name))
+            v.each(&self.filters, |v, name| {
+                v.check(check_dns1123_subdomain(name))
+            })
         });
     }
 }

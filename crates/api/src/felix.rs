@@ -18,9 +18,9 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::common::{Port, check_dns1123_label, check_interface_name};
-use crate::ippool::checks::{
-    Family, check_cidr, check_duration, check_ip, check_range, check_selector,
+use crate::common::{
+    Family, LOG_LEVELS, Port, check_cidr, check_dns1123_label, check_duration,
+    check_interface_name, check_ip, check_range, check_selector_field,
 };
 use crate::object::{CALICO_API_VERSION, NoStatus, Object, ObjectMeta, Spec};
 use crate::validate::{Validate, Validator};
@@ -882,32 +882,17 @@ impl Validate for FelixConfigurationSpec {
         }
         if let Some(value) = &self.log_severity_file {
             v.field("logSeverityFile", |v| {
-                check_one_of(
-                    v,
-                    value,
-                    &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-                    true,
-                )
+                check_one_of(v, value, LOG_LEVELS, true)
             });
         }
         if let Some(value) = &self.log_severity_screen {
             v.field("logSeverityScreen", |v| {
-                check_one_of(
-                    v,
-                    value,
-                    &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-                    true,
-                )
+                check_one_of(v, value, LOG_LEVELS, true)
             });
         }
         if let Some(value) = &self.log_severity_sys {
             v.field("logSeveritySys", |v| {
-                check_one_of(
-                    v,
-                    value,
-                    &["Trace", "Debug", "Info", "Warning", "Error", "Fatal"],
-                    true,
-                )
+                check_one_of(v, value, LOG_LEVELS, true)
             });
         }
         if let Some(value) = &self.reporting_interval {
@@ -1175,7 +1160,7 @@ impl Validate for FelixConfigurationSpec {
 impl FelixConfigurationSpec {
     fn validate_cross_field(&self, v: &mut Validator) {
         if let Some(selector) = &self.node_selector {
-            v.field("nodeSelector", |v| check_selector(v, selector));
+            v.field("nodeSelector", |v| check_selector_field(v, selector));
         }
         for (name, ports) in [
             (

@@ -1,17 +1,15 @@
 //! IP address management kinds: `IPPool`, `IPReservation` and the
 //! `IPAMConfiguration` singleton (`projectcalico.org/v3`).
-//!
-//! The module also holds, crate-private in `checks`, the small field checks
-//! the network kinds share (CIDRs, IP addresses, durations, selectors).
 
 use ipnet::IpNet;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::common::{
+    Family, check_cidr, check_masked, check_range, check_selector_field, is_false, parse_cidr,
+};
 use crate::object::{CALICO_API_VERSION, Object, ObjectMeta, Spec};
 use crate::validate::{Validate, Validator};
-
-use checks::{Family, check_selector, is_false, parse_ip_or_cidr};
 
 /// An IP pool: a CIDR that pod, tunnel or load-balancer addresses are allocated from.
 pub type IPPool = Object<IPPoolSpec>;
@@ -126,7 +124,7 @@ pub struct IPPoolStatus {
 impl IPPoolSpec {
     /// The pool's network, when `cidr` parses.
     pub fn network(&self) -> Option<IpNet> {
-        parse_ip_or_cidr(&self.cidr)
+        parse_cidr(&self.cidr).ok()
     }
 
     /// The block size, with the family default when unset.
@@ -197,19 +195,8 @@ impl Validate for IPPoolSpec {
     fn validate(&self, v: &mut Validator) {
         let network = self.validate_cidr(v);
 
-        if let Some(size) = self.block_size {
-            let (min, max) = match network {
-                Some(IpNet::V6(_)) => (116, 128),
-                _ => (20, 32),
-            };
-            if network.is_some() && !(min..=max).contains(&size) {
-                let family = if min == 20 { "IPv4" } else { "IPv6" };
-                v.field("blockSize", |v| {
-                    v.error(format!(
-                        "block size {size} is out of range: {family} pools need {min} to {max}"
-                    ))
-                });
-            }
+        if let (Some(net), Some(size)) = (network, self.block_size) {
+            check_block_size(v, net, size);
         }
         if let (Some(net), Some(size)) = (network, self.effective_block_size())
             && !self.disabled
@@ -242,7 +229,7 @@ impl Validate for IPPoolSpec {
                     if text.contains("global(") {
                         v.error("global() is not valid in an IP pool selector");
                     } else {
-                        check_selector(v, text);
+                        check_selector_field(v, text);
                     }
                 });
             }
@@ -256,22 +243,10 @@ impl IPPoolSpec {
     fn validate_cidr(&self, v: &mut Validator) -> Option<IpNet> {
         let mut network = None;
         v.field("cidr", |v| {
-            if self.cidr.is_empty() {
-                v.error("cidr is required");
-                return;
-            }
-            let Some(net) = parse_ip_or_cidr(&self.cidr) else {
-                v.error(format!("{:?} is not a valid CIDR", self.cidr));
+            let Some(net) = check_pool_cidr(v, &self.cidr) else {
                 return;
             };
             network = Some(net);
-            if net.trunc() != net {
-                v.error(format!(
-                    "{} is not strictly masked (did you mean {}?)",
-                    self.cidr,
-                    net.trunc()
-                ));
-            }
             let link_local: IpNet = match net {
                 IpNet::V4(_) => "169.254.0.0/16".parse().expect("a valid literal CIDR"),
                 IpNet::V6(_) => "fe80::/10".parse().expect("a valid literal CIDR"),
@@ -355,11 +330,42 @@ impl Spec for IPReservationSpec {
     type Status = crate::object::NoStatus;
 }
 
+/// Checks a pool CIDR (required, valid, strictly masked), returning the
+/// network when it parses. Shared with the `Installation`'s pools.
+pub(crate) fn check_pool_cidr(v: &mut Validator, cidr: &str) -> Option<IpNet> {
+    if cidr.is_empty() {
+        v.error("cidr is required");
+        return None;
+    }
+    let Ok(net) = parse_cidr(cidr) else {
+        v.error(format!("{cidr:?} is not a valid CIDR"));
+        return None;
+    };
+    check_masked(v, cidr, net);
+    Some(net)
+}
+
+/// Checks a pool's block size against the range its family allows.
+/// Shared with the `Installation`'s pools.
+pub(crate) fn check_block_size(v: &mut Validator, network: IpNet, size: i32) {
+    let (family, min, max) = match network {
+        IpNet::V4(_) => ("IPv4", 20, 32),
+        IpNet::V6(_) => ("IPv6", 116, 128),
+    };
+    if !(min..=max).contains(&size) {
+        v.field("blockSize", |v| {
+            v.error(format!(
+                "block size {size} is out of range: {family} pools need {min} to {max}"
+            ))
+        });
+    }
+}
+
 impl Validate for IPReservationSpec {
     fn validate(&self, v: &mut Validator) {
         v.field("reservedCIDRs", |v| {
             v.each(&self.reserved_cidrs, |v, cidr| {
-                checks::check_cidr(v, cidr, Family::Any)
+                check_cidr(v, cidr, Family::Any)
             })
         });
     }
@@ -449,262 +455,18 @@ impl Validate for IPAMConfigurationSpec {
                 // configure`, but the resource itself (and Calico's own
                 // sample, `strictAffinity: false, maxBlocksPerHost: 4`) is
                 // accepted; the allocator decides what the pair means.
-                checks::check_range(v, i64::from(max), 0, 1_000_000);
+                check_range(v, i64::from(max), 0, 1_000_000);
             });
         }
         if let Some(seconds) = self.ip_cooldown_seconds {
             v.field("ipCooldownSeconds", |v| {
-                checks::check_range(v, i64::from(seconds), 0, 1200)
+                check_range(v, i64::from(seconds), 0, 1200)
             });
         }
         if !self.strict_affinity && !self.auto_allocate_blocks {
             v.field("autoAllocateBlocks", |v| {
                 v.error("strictAffinity and autoAllocateBlocks cannot both be false")
             });
-        }
-    }
-}
-
-/// Field checks shared by the network kinds.
-///
-/// Thin, family-aware wrappers over [`crate::common`], plus the checks only
-/// the network kinds need (durations, interface globs, secret references).
-pub(crate) mod checks {
-    use std::net::IpAddr;
-
-    use ipnet::IpNet;
-
-    use crate::validate::Validator;
-
-    /// Which address family a field accepts.
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-    pub(crate) enum Family {
-        Any,
-        V4,
-        V6,
-    }
-
-    impl Family {
-        fn accepts(self, ip: &IpAddr) -> bool {
-            match self {
-                Family::Any => true,
-                Family::V4 => ip.is_ipv4(),
-                Family::V6 => ip.is_ipv6(),
-            }
-        }
-
-        fn name(self) -> &'static str {
-            match self {
-                Family::Any => "IP",
-                Family::V4 => "IPv4",
-                Family::V6 => "IPv6",
-            }
-        }
-    }
-
-    /// For `skip_serializing_if` on plain booleans.
-    pub(crate) fn is_false(value: &bool) -> bool {
-        !*value
-    }
-
-    /// A CIDR, or a bare address taken as a full-length prefix.
-    pub(crate) fn parse_ip_or_cidr(text: &str) -> Option<IpNet> {
-        crate::common::parse_cidr(text).ok()
-    }
-
-    /// A CIDR (need not be masked) or an address of `family`.
-    pub(crate) fn check_cidr(v: &mut Validator, text: &str, family: Family) {
-        match parse_ip_or_cidr(text) {
-            None => v.error(format!("{text:?} is not a valid CIDR")),
-            Some(net) if !family.accepts(&net.addr()) => {
-                v.error(format!("{text} is not an {} CIDR", family.name()))
-            }
-            Some(_) => {}
-        }
-    }
-
-    /// A strictly masked CIDR (or an address) of `family`.
-    pub(crate) fn check_network(v: &mut Validator, text: &str, family: Family) {
-        match parse_ip_or_cidr(text) {
-            None => v.error(format!("{text:?} is not a valid CIDR")),
-            Some(net) if !family.accepts(&net.addr()) => {
-                v.error(format!("{text} is not an {} CIDR", family.name()))
-            }
-            Some(net) if net.trunc() != net => v.error(format!(
-                "{text} is not strictly masked (did you mean {}?)",
-                net.trunc()
-            )),
-            Some(_) => {}
-        }
-    }
-
-    /// An address of `family`.
-    pub(crate) fn check_ip(v: &mut Validator, text: &str, family: Family) {
-        match text.parse::<IpAddr>() {
-            Ok(ip) if family.accepts(&ip) => {}
-            Ok(_) => v.error(format!("{text} is not an {} address", family.name())),
-            Err(_) => v.error(format!("{text:?} is not a valid {} address", family.name())),
-        }
-    }
-
-    /// A Calico label selector, at most 1024 characters.
-    pub(crate) fn check_selector(v: &mut Validator, text: &str) {
-        if text.len() > 1024 {
-            v.error(format!(
-                "selector is {} characters long; the limit is 1024",
-                text.len()
-            ));
-        }
-        v.check(crate::common::check_selector(text));
-    }
-
-    /// A resource name: a DNS-1123 subdomain.
-    pub(crate) fn check_name(v: &mut Validator, text: &str) {
-        v.check(crate::common::check_dns1123_subdomain(text));
-    }
-
-    /// An integer within `min..=max`.
-    pub(crate) fn check_range(v: &mut Validator, value: i64, min: i64, max: i64) {
-        if !(min..=max).contains(&value) {
-            v.error(format!("{value} is out of range {min} to {max}"));
-        }
-    }
-
-    /// A Linux interface name (1–15 of `[a-zA-Z0-9_.-]`, plus `*` when `wildcard`).
-    pub(crate) fn check_interface(v: &mut Validator, text: &str, wildcard: bool) {
-        let ok = !text.is_empty()
-            && text.len() <= 15
-            && text.bytes().all(|b| {
-                b.is_ascii_alphanumeric()
-                    || matches!(b, b'_' | b'.' | b'-')
-                    || (wildcard && b == b'*')
-            });
-        if !ok {
-            v.error(format!("{text:?} is not a valid interface name or pattern"));
-        }
-    }
-
-    /// Parses a Kubernetes (Go) duration such as `90s`, `1m30s`, `1.5h`,
-    /// `300ms` or `0`, returning seconds.
-    pub(crate) fn parse_duration(text: &str) -> Result<f64, String> {
-        let body = text.strip_prefix(['-', '+']).unwrap_or(text);
-        if body == "0" {
-            return Ok(0.0);
-        }
-        if body.is_empty() {
-            return Err("empty duration".to_string());
-        }
-        let negative = text.starts_with('-');
-        let mut rest = body;
-        let mut total = 0.0;
-        while !rest.is_empty() {
-            let number_len = rest
-                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-                .ok_or_else(|| format!("{text:?} is missing a unit (ns, us, ms, s, m, h)"))?;
-            let number = &rest[..number_len];
-            if number.is_empty() || number == "." || number.matches('.').count() > 1 {
-                return Err(format!("{text:?} is not a duration like 90s or 1m30s"));
-            }
-            let value: f64 = number
-                .parse()
-                .map_err(|_| format!("{text:?} is not a duration like 90s or 1m30s"))?;
-            rest = &rest[number_len..];
-            let unit_len = rest
-                .find(|c: char| c.is_ascii_digit() || c == '.')
-                .unwrap_or(rest.len());
-            let scale = match &rest[..unit_len] {
-                "ns" => 1e-9,
-                "us" | "µs" | "μs" => 1e-6,
-                "ms" => 1e-3,
-                "s" => 1.0,
-                "m" => 60.0,
-                "h" => 3600.0,
-                unit => {
-                    return Err(format!(
-                        "{text:?} has unknown unit {unit:?} (use ns, us, ms, s, m or h)"
-                    ));
-                }
-            };
-            total += value * scale;
-            rest = &rest[unit_len..];
-        }
-        Ok(if negative { -total } else { total })
-    }
-
-    /// A non-negative Kubernetes duration.
-    pub(crate) fn check_duration(v: &mut Validator, text: &str) {
-        match parse_duration(text) {
-            Ok(seconds) if seconds < 0.0 => v.error(format!("duration {text} is negative")),
-            Ok(_) => {}
-            Err(e) => v.error(e),
-        }
-    }
-
-    /// A reference to a key of a Kubernetes Secret.
-    #[derive(
-        Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
-    )]
-    #[serde(deny_unknown_fields, rename_all = "camelCase")]
-    pub struct SecretKeySelector {
-        /// The Secret's name (in the namespace Twill runs in).
-        #[serde(default)]
-        pub name: String,
-        /// The key within the Secret.
-        #[serde(default)]
-        pub key: String,
-        /// Whether a missing Secret or key is acceptable.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        pub optional: Option<bool>,
-    }
-
-    impl crate::validate::Validate for SecretKeySelector {
-        fn validate(&self, v: &mut Validator) {
-            if self.name.is_empty() {
-                v.field("name", |v| v.error("secret name is required"));
-            }
-            if self.key.is_empty() {
-                v.field("key", |v| v.error("secret key is required"));
-            }
-        }
-    }
-
-    #[cfg(test)]
-    mod tests {
-        use super::*;
-
-        #[test]
-        fn durations_parse_like_kubernetes() {
-            for (text, seconds) in [
-                ("90s", 90.0),
-                ("1m30s", 90.0),
-                ("1.5h", 5400.0),
-                ("300ms", 0.3),
-                ("0", 0.0),
-                ("2h45m", 9900.0),
-            ] {
-                let parsed = parse_duration(text).expect("a valid duration");
-                assert!((parsed - seconds).abs() < 1e-9, "{text} -> {parsed}");
-            }
-        }
-
-        #[test]
-        fn hours_minutes_and_seconds_add_up() {
-            for total in (0..200_000u32).step_by(37) {
-                let (h, m, s) = (total / 3600, total / 60 % 60, total % 60);
-                let text = format!("{h}h{m}m{s}s");
-                let parsed = parse_duration(&text).expect("a valid duration");
-                assert!(
-                    (parsed - f64::from(total)).abs() < 1e-6,
-                    "{text} -> {parsed}"
-                );
-            }
-        }
-
-        #[test]
-        fn malformed_durations_are_rejected() {
-            for text in ["", "90", "s", "1x", "1..5s", "ten seconds", "1m 30s"] {
-                assert!(parse_duration(text).is_err(), "{text:?} was accepted");
-            }
         }
     }
 }

@@ -5,8 +5,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bgp::AsNumber;
-use crate::common::check_mac;
-use crate::ippool::checks::{Family, check_cidr, check_ip, check_name};
+use crate::common::{Family, check_cidr, check_dns1123_subdomain, check_ip, check_mac};
 use crate::object::{CALICO_API_VERSION, NoStatus, Object, Spec};
 use crate::validate::{Validate, Validator};
 
@@ -261,7 +260,7 @@ impl Validate for NodeSpec {
         v.field("interfaces", |v| {
             v.each(&self.interfaces, |v, iface| {
                 if let Some(name) = &iface.name {
-                    v.field("name", |v| check_name(v, name));
+                    v.field("name", |v| v.check(check_dns1123_subdomain(name)));
                 }
                 v.field("addresses", |v| {
                     v.each(&iface.addresses, |v, a| check_cidr(v, a, Family::Any))

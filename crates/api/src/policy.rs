@@ -338,16 +338,7 @@ impl Spec for NetworkPolicySpec {
 
 impl Validate for GlobalNetworkPolicySpec {
     fn validate(&self, v: &mut Validator) {
-        self.validate_common(PolicyScope::Global, v);
-        validate_endpoint_selector("namespaceSelector", &self.namespace_selector, v);
-        validate_untracked_and_pre_dnat(
-            self.do_not_track,
-            self.pre_dnat,
-            self.apply_on_forward,
-            !self.egress.is_empty(),
-            &self.types,
-            v,
-        );
+        self.validate_global(v);
     }
 }
 
@@ -368,26 +359,74 @@ impl Spec for GlobalNetworkPolicySpec {
     }
 }
 
-/// A staged Delete carries only the tier: every other field must be empty.
-fn validate_staged_delete(empty_but_tier: bool, v: &mut Validator) {
-    if !empty_but_tier {
-        v.field("stagedAction", |v| {
-            v.error("with stagedAction Delete every spec field except tier must be empty")
-        });
-    }
+/// Validation both global kinds share.
+macro_rules! global_policy {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// The common rules at global scope, the namespace selector, and
+            /// the `doNotTrack`/`preDNAT`/`applyOnForward` combinations.
+            fn validate_global(&self, v: &mut Validator) {
+                self.validate_common(PolicyScope::Global, v);
+                validate_endpoint_selector("namespaceSelector", &self.namespace_selector, v);
+                validate_untracked_and_pre_dnat(
+                    self.do_not_track,
+                    self.pre_dnat,
+                    self.apply_on_forward,
+                    !self.egress.is_empty(),
+                    &self.types,
+                    v,
+                );
+            }
+        }
+    )*};
 }
+
+global_policy!(GlobalNetworkPolicySpec, StagedGlobalNetworkPolicySpec);
+
+/// What both staged kinds do with `stagedAction: Delete`.
+macro_rules! staged_delete {
+    ($($name:ident),*) => {$(
+        impl $name {
+            /// A staged Delete carries only the tier: every other field must
+            /// be empty. Returns whether this is a Delete (checked here).
+            fn validate_staged_delete(&self, v: &mut Validator) -> bool {
+                if self.staged_action != StagedAction::Delete {
+                    return false;
+                }
+                let bare = Self {
+                    staged_action: StagedAction::Delete,
+                    tier: self.tier.clone(),
+                    types: self.types.clone(),
+                    ..Self::default()
+                };
+                if *self != bare {
+                    v.field("stagedAction", |v| {
+                        v.error("with stagedAction Delete every spec field except tier must be empty")
+                    });
+                }
+                true
+            }
+
+            /// A staged Delete gets only its tier defaulted; any other
+            /// action gets the common defaults.
+            fn apply_staged_defaults(&mut self) {
+                if self.staged_action == StagedAction::Delete {
+                    if self.tier.is_empty() {
+                        self.tier = DEFAULT_TIER.to_string();
+                    }
+                } else {
+                    self.apply_common_defaults();
+                }
+            }
+        }
+    )*};
+}
+
+staged_delete!(StagedNetworkPolicySpec, StagedGlobalNetworkPolicySpec);
 
 impl Validate for StagedNetworkPolicySpec {
     fn validate(&self, v: &mut Validator) {
-        if self.staged_action == StagedAction::Delete {
-            let bare = Self {
-                staged_action: StagedAction::Delete,
-                tier: self.tier.clone(),
-                types: self.types.clone(),
-                ..Self::default()
-            };
-            validate_staged_delete(*self == bare, v);
-        } else {
+        if !self.validate_staged_delete(v) {
             self.validate_common(PolicyScope::Namespaced, v);
         }
     }
@@ -401,13 +440,7 @@ impl Spec for StagedNetworkPolicySpec {
     type Status = NoStatus;
 
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        if self.staged_action == StagedAction::Delete {
-            if self.tier.is_empty() {
-                self.tier = DEFAULT_TIER.to_string();
-            }
-        } else {
-            self.apply_common_defaults();
-        }
+        self.apply_staged_defaults();
     }
 
     fn validate_name(name: &str, v: &mut Validator) {
@@ -417,26 +450,10 @@ impl Spec for StagedNetworkPolicySpec {
 
 impl Validate for StagedGlobalNetworkPolicySpec {
     fn validate(&self, v: &mut Validator) {
-        if self.staged_action == StagedAction::Delete {
-            let bare = Self {
-                staged_action: StagedAction::Delete,
-                tier: self.tier.clone(),
-                types: self.types.clone(),
-                ..Self::default()
-            };
-            validate_staged_delete(*self == bare, v);
+        if self.validate_staged_delete(v) {
             return;
         }
-        self.validate_common(PolicyScope::Global, v);
-        validate_endpoint_selector("namespaceSelector", &self.namespace_selector, v);
-        validate_untracked_and_pre_dnat(
-            self.do_not_track,
-            self.pre_dnat,
-            self.apply_on_forward,
-            !self.egress.is_empty(),
-            &self.types,
-            v,
-        );
+        self.validate_global(v);
     }
 }
 
@@ -448,13 +465,7 @@ impl Spec for StagedGlobalNetworkPolicySpec {
     type Status = NoStatus;
 
     fn apply_defaults(&mut self, _meta: &ObjectMeta) {
-        if self.staged_action == StagedAction::Delete {
-            if self.tier.is_empty() {
-                self.tier = DEFAULT_TIER.to_string();
-            }
-        } else {
-            self.apply_common_defaults();
-        }
+        self.apply_staged_defaults();
     }
 
     fn validate_name(name: &str, v: &mut Validator) {

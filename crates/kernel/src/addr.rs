@@ -7,7 +7,7 @@ use netlink_packet_route::address::{AddressAttribute, AddressMessage, AddressSco
 use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{KernelError, KernelObject};
-use crate::nl::{CHANGE, CREATE_EXCL, DUMP, Nl};
+use crate::nl::{CHANGE, CREATE_EXCL, Nl};
 
 /// An address assigned to an interface (host bits kept: `10.0.0.5/24`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -72,30 +72,18 @@ pub(crate) async fn delete(nl: &Nl, link: &str, addr: IpNet) -> Result<(), Kerne
 /// All addresses, or those of `link`. Includes what the kernel assigns by
 /// itself (`127.0.0.1/8` on `lo`, `fe80::/64` link-local on up interfaces).
 pub(crate) async fn list(nl: &Nl, link: Option<&str>) -> Result<Vec<AddressEntry>, KernelError> {
-    let wanted = match link {
-        Some(name) => Some(nl.link_index(name).await?),
-        None => None,
-    };
-    let names = nl.link_names().await?;
-    let answers = nl
-        .request(
+    let dump = nl
+        .dump_for_link(
+            link,
             RouteNetlinkMessage::GetAddress(AddressMessage::default()),
-            DUMP,
+            "dump addresses",
         )
-        .await
-        .map_err(|errno| KernelError::Netlink {
-            object: KernelObject::Interface(link.unwrap_or("*").to_string()),
-            operation: "dump addresses",
-            errno,
-        })?;
+        .await?;
     let mut out = Vec::new();
-    for answer in answers {
+    for answer in &dump.answers {
         let RouteNetlinkMessage::NewAddress(msg) = answer else {
             continue;
         };
-        if wanted.is_some_and(|w| w != msg.header.index) {
-            continue;
-        }
         // IFA_LOCAL is the interface's own address on point-to-point links;
         // prefer it, as `ip addr` does.
         let mut ip: Option<IpAddr> = None;
@@ -106,7 +94,7 @@ pub(crate) async fn list(nl: &Nl, link: Option<&str>) -> Result<Vec<AddressEntry
                 _ => {}
             }
         }
-        let (Some(ip), Some(name)) = (ip, names.get(&msg.header.index)) else {
+        let (Some(ip), Some(name)) = (ip, dump.link_name(msg.header.index)) else {
             continue;
         };
         let Ok(addr) = IpNet::new(ip, msg.header.prefix_len) else {

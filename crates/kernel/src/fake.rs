@@ -265,11 +265,7 @@ impl RecordingKernel {
         matcher: impl Fn(&KernelOp) -> bool + Send + 'static,
         error: KernelError,
     ) {
-        self.lock().failures.push(Failure {
-            matcher: Box::new(matcher),
-            error,
-            once: false,
-        });
+        self.inject_failure(matcher, error, false);
     }
 
     /// Makes the next op matching `matcher` fail with `error`.
@@ -278,10 +274,19 @@ impl RecordingKernel {
         matcher: impl Fn(&KernelOp) -> bool + Send + 'static,
         error: KernelError,
     ) {
+        self.inject_failure(matcher, error, true);
+    }
+
+    fn inject_failure(
+        &self,
+        matcher: impl Fn(&KernelOp) -> bool + Send + 'static,
+        error: KernelError,
+        once: bool,
+    ) {
         self.lock().failures.push(Failure {
             matcher: Box::new(matcher),
             error,
-            once: true,
+            once,
         });
     }
 
@@ -350,6 +355,56 @@ fn space<'a>(state: &'a mut State, ns: &Option<NetnsPath>) -> Result<&'a mut Spa
                     .map_or_else(|| "host".into(), ToString::to_string),
             ),
         })
+}
+
+/// Starts creating one link called `name` in `ns` (a bridge, a VXLAN
+/// device): checks the name, takes the next MAC sequence number, and fails
+/// if the name is taken.
+fn new_link_slot<'a>(
+    state: &'a mut State,
+    ns: &Option<NetnsPath>,
+    name: &str,
+) -> Result<(&'a mut Space, u32), KernelError> {
+    link::check_name(name)?;
+    state.mac_seq += 1;
+    let seq = state.mac_seq;
+    let space = space(state, ns)?;
+    if space.links.contains_key(name) {
+        return Err(exists_link(name));
+    }
+    Ok((space, seq))
+}
+
+/// Removes the entry `(link, key)` of a per-link table (neighbours, FDB),
+/// or fails with `NotFound` naming `object`.
+fn remove_per_link<K: Ord, V>(
+    table: &mut BTreeMap<(String, K), V>,
+    link: &str,
+    key: K,
+    object: impl FnOnce() -> KernelObject,
+) -> Result<KernelReply, KernelError> {
+    table
+        .remove(&(link.to_string(), key))
+        .map(|_| KernelReply::Done)
+        .ok_or_else(|| KernelError::NotFound { object: object() })
+}
+
+/// The entries of a per-link table (neighbours, FDB) of every link, or of
+/// `link`, which must exist.
+fn list_per_link<K: Copy, V: Copy, T>(
+    space: &Space,
+    table: &BTreeMap<(String, K), V>,
+    link: &Option<String>,
+    entry: impl Fn(String, K, V) -> T,
+) -> Result<Vec<T>, KernelError> {
+    if let Some(name) = link {
+        space.link(name)?;
+    }
+    Ok(table
+        .iter()
+        .filter(|((l, _), _)| link.as_deref().is_none_or(|want| l == want))
+        .map(|((l, k), v)| entry(l.clone(), *k, *v))
+        .collect())
 }
 
 fn check_route(space: &Space, route: &Route) -> Result<(), KernelError> {
@@ -465,25 +520,13 @@ fn execute(
             Ok(R::Done)
         }
         Op::CreateBridge(spec) => {
-            link::check_name(&spec.name)?;
-            state.mac_seq += 1;
-            let seq = state.mac_seq;
-            let space = space(state, ns)?;
-            if space.links.contains_key(&spec.name) {
-                return Err(exists_link(&spec.name));
-            }
+            let (space, seq) = new_link_slot(state, ns, &spec.name)?;
             let link = space.new_link(&spec.name, "bridge", spec.mtu.unwrap_or(1500), None, seq);
             space.links.insert(spec.name.clone(), link);
             Ok(R::Done)
         }
         Op::CreateVxlan(spec) => {
-            link::check_name(&spec.name)?;
-            state.mac_seq += 1;
-            let seq = state.mac_seq;
-            let space = space(state, ns)?;
-            if space.links.contains_key(&spec.name) {
-                return Err(exists_link(&spec.name));
-            }
+            let (space, seq) = new_link_slot(state, ns, &spec.name)?;
             if let Some(underlay) = &spec.underlay {
                 space.link(underlay)?;
             }
@@ -710,34 +753,21 @@ fn execute(
         Op::DeleteNeighbour { link, ip } => {
             let space = space(state, ns)?;
             space.link(link)?;
-            space
-                .neighbours
-                .remove(&(link.clone(), *ip))
-                .map(|_| R::Done)
-                .ok_or_else(|| KernelError::NotFound {
-                    object: KernelObject::Neighbour {
-                        link: link.clone(),
-                        ip: *ip,
-                    },
-                })
+            remove_per_link(&mut space.neighbours, link, *ip, || {
+                KernelObject::Neighbour {
+                    link: link.clone(),
+                    ip: *ip,
+                }
+            })
         }
         Op::ListNeighbours { link } => {
             let space = space(state, ns)?;
-            if let Some(name) = link {
-                space.link(name)?;
-            }
-            Ok(R::Neighbours(
-                space
-                    .neighbours
-                    .iter()
-                    .filter(|((l, _), _)| link.as_deref().is_none_or(|want| l == want))
-                    .map(|((l, ip), mac)| Neighbour {
-                        link: l.clone(),
-                        ip: *ip,
-                        mac: *mac,
-                    })
-                    .collect(),
-            ))
+            list_per_link(space, &space.neighbours, link, |link, ip, mac| Neighbour {
+                link,
+                ip,
+                mac,
+            })
+            .map(R::Neighbours)
         }
         Op::AddFdb(entry) => {
             let space = space(state, ns)?;
@@ -748,34 +778,21 @@ fn execute(
         Op::DeleteFdb(entry) => {
             let space = space(state, ns)?;
             space.link(&entry.link)?;
-            space
-                .fdb
-                .remove(&(entry.link.clone(), entry.mac))
-                .map(|_| R::Done)
-                .ok_or_else(|| KernelError::NotFound {
-                    object: KernelObject::Fdb {
-                        link: entry.link.clone(),
-                        mac: entry.mac,
-                    },
-                })
+            remove_per_link(&mut space.fdb, &entry.link, entry.mac, || {
+                KernelObject::Fdb {
+                    link: entry.link.clone(),
+                    mac: entry.mac,
+                }
+            })
         }
         Op::ListFdb { link } => {
             let space = space(state, ns)?;
-            if let Some(name) = link {
-                space.link(name)?;
-            }
-            Ok(R::Fdb(
-                space
-                    .fdb
-                    .iter()
-                    .filter(|((l, _), _)| link.as_deref().is_none_or(|want| l == want))
-                    .map(|((l, mac), dst)| FdbEntry {
-                        link: l.clone(),
-                        mac: *mac,
-                        dst: *dst,
-                    })
-                    .collect(),
-            ))
+            list_per_link(space, &space.fdb, link, |link, mac, dst| FdbEntry {
+                link,
+                mac,
+                dst,
+            })
+            .map(R::Fdb)
         }
         Op::ReadSysctl(key) => space(state, ns)?
             .sysctls

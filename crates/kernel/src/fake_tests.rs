@@ -13,6 +13,16 @@ fn ip(s: &str) -> IpAddr {
     s.parse().expect("valid ip")
 }
 
+/// A fresh kernel with the veth pair `tw0a`/`tw0b` on the host.
+fn kernel_with_veth() -> RecordingKernel {
+    let kernel = RecordingKernel::new();
+    kernel
+        .create_veth(VethSpec::new("tw0a", "tw0b"))
+        .wait()
+        .expect("veth created");
+    kernel
+}
+
 fn pod_netns(kernel: &RecordingKernel) -> NetnsPath {
     let ns = NetnsPath::from_path("/var/run/netns/cni-1234");
     kernel.add_netns(&ns);
@@ -68,11 +78,7 @@ fn veth_peer_is_created_in_the_target_namespace() {
 
 #[test]
 fn creating_an_existing_interface_is_already_exists_and_deleting_a_missing_one_not_found() {
-    let kernel = RecordingKernel::new();
-    kernel
-        .create_veth(VethSpec::new("tw0a", "tw0b"))
-        .wait()
-        .expect("created");
+    let kernel = kernel_with_veth();
     let again = kernel
         .create_veth(VethSpec::new("tw0a", "tw0c"))
         .wait()
@@ -171,11 +177,7 @@ fn moving_an_interface_brings_it_down_and_drops_its_addresses() {
 
 #[test]
 fn renaming_onto_an_existing_name_fails_and_rename_carries_state() {
-    let kernel = RecordingKernel::new();
-    kernel
-        .create_veth(VethSpec::new("tw0a", "tw0b"))
-        .wait()
-        .expect("created");
+    let kernel = kernel_with_veth();
     assert!(
         kernel
             .rename_link("tw0a", "tw0b")
@@ -279,11 +281,7 @@ fn vxlan_needs_its_underlay_and_takes_fdb_entries() {
 
 #[test]
 fn routes_follow_kernel_key_rules() {
-    let kernel = RecordingKernel::new();
-    kernel
-        .create_veth(VethSpec::new("tw0a", "tw0b"))
-        .wait()
-        .expect("veth");
+    let kernel = kernel_with_veth();
     let pod = Route::to_device(net("10.65.0.5/32"), "tw0a").protocol(RouteProto::TWILL_LOCAL);
     kernel.add_route(pod.clone()).wait().expect("added");
     assert!(
@@ -370,11 +368,7 @@ fn route_listing_filters_by_protocol() {
 
 #[test]
 fn neighbours_are_replaced_not_duplicated() {
-    let kernel = RecordingKernel::new();
-    kernel
-        .create_veth(VethSpec::new("tw0a", "tw0b"))
-        .wait()
-        .expect("veth");
+    let kernel = kernel_with_veth();
     let mut entry = Neighbour {
         link: "tw0a".into(),
         ip: ip("10.65.0.5"),
@@ -485,11 +479,7 @@ fn nft_scripts_apply_atomically_and_read_back() {
 
 #[test]
 fn injected_failures_fail_the_chosen_op_and_change_nothing() {
-    let kernel = RecordingKernel::new();
-    kernel
-        .create_veth(VethSpec::new("tw0a", "tw0b"))
-        .wait()
-        .expect("veth");
+    let kernel = kernel_with_veth();
     kernel.fail_once(
         |op| matches!(op, KernelOp::AddRoute(_)),
         KernelError::Injected {

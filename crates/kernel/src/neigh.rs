@@ -15,7 +15,7 @@ use netlink_packet_route::{AddressFamily, RouteNetlinkMessage};
 
 use crate::error::{KernelError, KernelObject};
 use crate::link::MacAddr;
-use crate::nl::{CHANGE, CREATE_REPLACE, DUMP, Nl};
+use crate::nl::{CHANGE, CREATE_REPLACE, Nl};
 
 /// A permanent neighbour entry (`ip neigh replace IP lladdr MAC dev LINK nud permanent`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -124,24 +124,15 @@ pub(crate) async fn list_neighbours(
     nl: &Nl,
     link: Option<&str>,
 ) -> Result<Vec<Neighbour>, KernelError> {
-    let wanted = match link {
-        Some(name) => Some(nl.link_index(name).await?),
-        None => None,
-    };
-    let names = nl.link_names().await?;
-    let answers = nl
-        .request(
+    let dump = nl
+        .dump_for_link(
+            link,
             RouteNetlinkMessage::GetNeighbour(NeighbourMessage::default()),
-            DUMP,
+            "dump neighbours",
         )
-        .await
-        .map_err(|errno| KernelError::Netlink {
-            object: KernelObject::Interface(link.unwrap_or("*").to_string()),
-            operation: "dump neighbours",
-            errno,
-        })?;
+        .await?;
     let mut out = Vec::new();
-    for answer in answers {
+    for answer in &dump.answers {
         let RouteNetlinkMessage::NewNeighbour(msg) = answer else {
             continue;
         };
@@ -149,10 +140,7 @@ pub(crate) async fn list_neighbours(
             msg.header.family,
             AddressFamily::Inet | AddressFamily::Inet6
         );
-        if !family_ok
-            || msg.header.state != NeighbourState::Permanent
-            || wanted.is_some_and(|w| w != msg.header.ifindex)
-        {
+        if !family_ok || msg.header.state != NeighbourState::Permanent {
             continue;
         }
         let mut ip = None;
@@ -164,7 +152,7 @@ pub(crate) async fn list_neighbours(
                 _ => {}
             }
         }
-        if let (Some(ip), Some(mac), Some(name)) = (ip, mac, names.get(&msg.header.ifindex)) {
+        if let (Some(ip), Some(mac), Some(name)) = (ip, mac, dump.link_name(msg.header.ifindex)) {
             out.push(Neighbour {
                 link: name.clone(),
                 ip,
@@ -222,30 +210,19 @@ pub(crate) async fn delete_fdb(nl: &Nl, entry: &FdbEntry) -> Result<(), KernelEr
 /// or of `link`. On bridge ports this includes the kernel's own entries for
 /// the port's MAC and multicast addresses.
 pub(crate) async fn list_fdb(nl: &Nl, link: Option<&str>) -> Result<Vec<FdbEntry>, KernelError> {
-    let wanted = match link {
-        Some(name) => Some(nl.link_index(name).await?),
-        None => None,
-    };
-    let names = nl.link_names().await?;
     let mut req = NeighbourMessage::default();
     req.header.family = AddressFamily::Bridge;
-    let answers = nl
-        .request(RouteNetlinkMessage::GetNeighbour(req), DUMP)
-        .await
-        .map_err(|errno| KernelError::Netlink {
-            object: KernelObject::Interface(link.unwrap_or("*").to_string()),
-            operation: "dump fdb",
-            errno,
-        })?;
+    let dump = nl
+        .dump_for_link(link, RouteNetlinkMessage::GetNeighbour(req), "dump fdb")
+        .await?;
     let mut out = Vec::new();
-    for answer in answers {
+    for answer in &dump.answers {
         let RouteNetlinkMessage::NewNeighbour(msg) = answer else {
             continue;
         };
         if msg.header.family != AddressFamily::Bridge
             || msg.header.state != NeighbourState::Permanent
             || !msg.header.flags.contains(NeighbourFlags::Own)
-            || wanted.is_some_and(|w| w != msg.header.ifindex)
         {
             continue;
         }
@@ -258,7 +235,7 @@ pub(crate) async fn list_fdb(nl: &Nl, link: Option<&str>) -> Result<Vec<FdbEntry
                 _ => {}
             }
         }
-        if let (Some(mac), Some(name)) = (mac, names.get(&msg.header.ifindex)) {
+        if let (Some(mac), Some(name)) = (mac, dump.link_name(msg.header.ifindex)) {
             out.push(FdbEntry {
                 link: name.clone(),
                 mac,

@@ -224,38 +224,11 @@ pub(crate) fn apply(config: &NftConfig, script: &str) -> Result<(), KernelError>
     .map(drop)
 }
 
-/// Lists one table.
-pub(crate) fn read_table(config: &NftConfig, id: &NftTableId) -> Result<NftTable, KernelError> {
+/// Runs `nft` with `args` on the existing table `id`: a missing table is
+/// [`KernelError::NotFound`].
+fn run_on_table(config: &NftConfig, id: &NftTableId, args: &[&str]) -> Result<String, KernelError> {
     id.check()?;
-    let json = run(
-        &config.binary,
-        &["-j", "list", "table", &id.family, &id.name],
-        None,
-        &id.object(),
-    )
-    .map_err(|err| {
-        if is_missing(&err) {
-            KernelError::NotFound {
-                object: id.object(),
-            }
-        } else {
-            err
-        }
-    })?;
-    parse_table(id, &json)
-}
-
-/// Deletes one table.
-pub(crate) fn delete_table(config: &NftConfig, id: &NftTableId) -> Result<(), KernelError> {
-    id.check()?;
-    run(
-        &config.binary,
-        &["delete", "table", &id.family, &id.name],
-        None,
-        &id.object(),
-    )
-    .map(drop)
-    .map_err(|err| {
+    run(&config.binary, args, None, &id.object()).map_err(|err| {
         if is_missing(&err) {
             KernelError::NotFound {
                 object: id.object(),
@@ -264,6 +237,17 @@ pub(crate) fn delete_table(config: &NftConfig, id: &NftTableId) -> Result<(), Ke
             err
         }
     })
+}
+
+/// Lists one table.
+pub(crate) fn read_table(config: &NftConfig, id: &NftTableId) -> Result<NftTable, KernelError> {
+    let json = run_on_table(config, id, &["-j", "list", "table", &id.family, &id.name])?;
+    parse_table(id, &json)
+}
+
+/// Deletes one table.
+pub(crate) fn delete_table(config: &NftConfig, id: &NftTableId) -> Result<(), KernelError> {
+    run_on_table(config, id, &["delete", "table", &id.family, &id.name]).map(drop)
 }
 
 /// Lists every table.

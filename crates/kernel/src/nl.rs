@@ -31,6 +31,28 @@ pub(crate) const DUMP: u16 = NLM_F_REQUEST | NLM_F_DUMP;
 /// Flags of a get request for one object.
 pub(crate) const GET: u16 = NLM_F_REQUEST;
 
+/// The answers of a dump of interface-bound objects (addresses, neighbours,
+/// FDB entries), kept to those of one interface when one was asked for.
+pub(crate) struct LinkDump {
+    /// The index of the interface asked for; `None` keeps every interface.
+    wanted: Option<u32>,
+    /// Interface index to name, for decoding the answers.
+    names: BTreeMap<u32, String>,
+    /// The dump's answers, unfiltered.
+    pub(crate) answers: Vec<RouteNetlinkMessage>,
+}
+
+impl LinkDump {
+    /// The name of interface `index`, or `None` when it is not the one asked
+    /// for or has no name.
+    pub(crate) fn link_name(&self, index: u32) -> Option<&String> {
+        if self.wanted.is_some_and(|w| w != index) {
+            return None;
+        }
+        self.names.get(&index)
+    }
+}
+
 /// A connected rtnetlink socket, opened in the namespace of the worker thread
 /// that created it.
 #[derive(Clone)]
@@ -117,6 +139,34 @@ impl Nl {
                 _ => None,
             })
             .collect())
+    }
+
+    /// Dumps with `request` the objects of interface `link`, or of every
+    /// interface; `operation` names the dump in errors.
+    pub(crate) async fn dump_for_link(
+        &self,
+        link: Option<&str>,
+        request: RouteNetlinkMessage,
+        operation: &'static str,
+    ) -> Result<LinkDump, KernelError> {
+        let wanted = match link {
+            Some(name) => Some(self.link_index(name).await?),
+            None => None,
+        };
+        let names = self.link_names().await?;
+        let answers = self
+            .request(request, DUMP)
+            .await
+            .map_err(|errno| KernelError::Netlink {
+                object: KernelObject::Interface(link.unwrap_or("*").to_string()),
+                operation,
+                errno,
+            })?;
+        Ok(LinkDump {
+            wanted,
+            names,
+            answers,
+        })
     }
 
     /// Interface index to name, for decoding addresses, routes, neighbours.

@@ -665,13 +665,8 @@ pub(crate) async fn list(nl: &Nl, filter: &RouteFilter) -> Result<Vec<Route>, Ke
     let names = nl.link_names().await?;
     let mut out = Vec::new();
     let families: &[bool] = match filter.ipv6 {
-        Some(v6) => {
-            if v6 {
-                &[true]
-            } else {
-                &[false]
-            }
-        }
+        Some(true) => &[true],
+        Some(false) => &[false],
         None => &[false, true],
     };
     for &v6 in families {

@@ -3,16 +3,12 @@
 
 mod common;
 
-use common::{ip, kernel_in, link_name, netns, path};
+use common::{ip, kernel_in, link_name, net, netns, path, veth_pair};
 use twill_integration::require_root;
 use twill_kernel::{
     AddressEntry, BridgeSpec, FdbEntry, Kernel, KernelExt, MacAddr, Neighbour, NetlinkKernel,
     NetnsPath, NftConfig, SysctlKey, VethSpec, VxlanSpec,
 };
-
-fn net(s: &str) -> ipnet::IpNet {
-    s.parse().expect("valid prefix")
-}
 
 #[test]
 fn veth_peer_is_created_directly_in_the_pod_namespace() {
@@ -93,11 +89,7 @@ fn cni_idempotency_errors_are_typed() {
     require_root!();
     let ns = netns("host");
     let kernel = kernel_in(&ns);
-    let (a, b) = (link_name(), link_name());
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, b) = veth_pair(&kernel);
     let again = kernel
         .create_veth(VethSpec::new(&a, link_name()))
         .wait()
@@ -122,7 +114,6 @@ fn bridge_ports_and_link_listing_by_prefix() {
     let ns = netns("host");
     let kernel = kernel_in(&ns);
     let bridge = link_name();
-    let (a, b) = (link_name(), link_name());
     kernel
         .create_bridge(BridgeSpec {
             name: bridge.clone(),
@@ -130,10 +121,7 @@ fn bridge_ports_and_link_listing_by_prefix() {
         })
         .wait()
         .expect("bridge");
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, b) = veth_pair(&kernel);
     kernel
         .set_link_controller(&a, Some(&bridge))
         .wait()
@@ -166,11 +154,7 @@ fn addresses_add_list_delete() {
     require_root!();
     let ns = netns("host");
     let kernel = kernel_in(&ns);
-    let (a, b) = (link_name(), link_name());
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, _) = veth_pair(&kernel);
     for addr in ["10.65.0.1/24", "fd00:65::1/64"] {
         kernel.add_address(&a, net(addr)).wait().expect("add");
     }
@@ -218,11 +202,7 @@ fn permanent_neighbours_and_vxlan_fdb_entries() {
     require_root!();
     let ns = netns("host");
     let kernel = kernel_in(&ns);
-    let (a, b) = (link_name(), link_name());
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, _) = veth_pair(&kernel);
     let neighbour = Neighbour {
         link: a.clone(),
         ip: "10.65.0.9".parse().expect("ip"),
@@ -317,11 +297,7 @@ fn sysctls_are_read_and_written_inside_the_namespace() {
         host_before, host_after,
         "the host namespace must not change"
     );
-    let (a, b) = (link_name(), link_name());
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, _) = veth_pair(&kernel);
     let proxy_arp = SysctlKey::interface("ipv4", "conf", &a, "proxy_arp").expect("key");
     kernel.write_sysctl(&proxy_arp, "1").wait().expect("write");
     assert_eq!(kernel.read_sysctl(&proxy_arp).wait().expect("read"), "1");

@@ -3,13 +3,9 @@
 
 mod common;
 
-use common::{kernel_in, link_name, netns, path};
+use common::{kernel_in, link_name, net, netns, path};
 use twill_integration::require_root;
 use twill_kernel::{KernelExt, MacAddr, NextHop, Route, RouteProto, SysctlKey, VethSpec};
-
-fn net(s: &str) -> ipnet::IpNet {
-    s.parse().expect("valid prefix")
-}
 
 #[test]
 fn pod_wired_like_cni_reaches_its_node_through_proxy_arp() {

@@ -3,13 +3,9 @@
 
 mod common;
 
-use common::{ip, kernel_in, link_name, netns};
+use common::{ip, kernel_in, link_name, net, netns, veth_pair};
 use twill_integration::require_root;
-use twill_kernel::{KernelExt, NetlinkKernel, NextHop, Route, RouteFilter, RouteProto, VethSpec};
-
-fn net(s: &str) -> ipnet::IpNet {
-    s.parse().expect("valid prefix")
-}
+use twill_kernel::{KernelExt, NetlinkKernel, NextHop, Route, RouteFilter, RouteProto};
 
 fn addr(s: &str) -> std::net::IpAddr {
     s.parse().expect("valid ip")
@@ -17,11 +13,7 @@ fn addr(s: &str) -> std::net::IpAddr {
 
 /// A namespace with an up veth `a` holding 10.0.0.1/24 and fd00::1/64.
 fn uplink(kernel: &NetlinkKernel) -> String {
-    let (a, b) = (link_name(), link_name());
-    kernel
-        .create_veth(VethSpec::new(&a, &b))
-        .wait()
-        .expect("veth");
+    let (a, b) = veth_pair(kernel);
     kernel.set_link_up(&b, true).wait().expect("peer up");
     kernel.set_link_up(&a, true).wait().expect("up");
     kernel

@@ -238,6 +238,21 @@ pub enum Precondition {
     Revision(Revision),
 }
 
+impl Precondition {
+    /// Checks this precondition against the revision `actual` an existing
+    /// object at `key` has; a mismatch is [`Error::Conflict`].
+    pub(crate) fn check(self, key: &Key, actual: Revision) -> Result<()> {
+        match self {
+            Precondition::Revision(expected) if expected != actual => Err(Error::Conflict {
+                key: key.clone(),
+                expected,
+                actual,
+            }),
+            _ => Ok(()),
+        }
+    }
+}
+
 /// One change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {

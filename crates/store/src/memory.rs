@@ -78,18 +78,12 @@ impl MemoryStore {
         let Some((actual, value)) = state.objects.get(key) else {
             return Err(Error::NotFound { key: key.clone() });
         };
-        match precondition {
-            Precondition::Revision(expected) if expected != *actual => Err(Error::Conflict {
-                key: key.clone(),
-                expected,
-                actual: *actual,
-            }),
-            _ => Ok(Object {
-                key: key.clone(),
-                revision: *actual,
-                value: value.clone(),
-            }),
-        }
+        precondition.check(key, *actual)?;
+        Ok(Object {
+            key: key.clone(),
+            revision: *actual,
+            value: value.clone(),
+        })
     }
 }
 

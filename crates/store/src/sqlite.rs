@@ -373,6 +373,31 @@ impl SqliteStore {
         Ok(result)
     }
 
+    /// Writes `value` at `key` as an `event_type` change, in one transaction
+    /// after `check` passes (create and update).
+    fn write_checked(
+        &self,
+        operation: &'static str,
+        key: &Key,
+        value: &serde_json::Value,
+        event_type: i64,
+        check: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<()>,
+    ) -> Result<Object> {
+        let body = value.to_string();
+        let revision = self.write(operation, |tx, path| {
+            check(tx, path)?;
+            let revision = self.record(tx, path, key, event_type, &body)?;
+            Self::upsert(tx, path, key, revision, &body)?;
+            Ok(revision)
+        })?;
+        trace!(key = %key, revision, "wrote object");
+        Ok(Object {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            value: value.clone(),
+        })
+    }
+
     /// Bumps the revision, records the event and compacts old history now
     /// and then. Returns the new revision.
     fn record(
@@ -413,13 +438,15 @@ impl SqliteStore {
         Ok(revision)
     }
 
-    /// Reads the current revision of `key` inside a write transaction.
+    /// The current revision and body of `key`, read on `conn` (the reader,
+    /// or a write transaction); `operation` names the read in errors.
     fn current_in(
-        tx: &rusqlite::Transaction<'_>,
+        conn: &Connection,
         path: &Path,
         key: &Key,
+        operation: &'static str,
     ) -> Result<Option<(i64, String)>> {
-        tx.prepare_cached(
+        conn.prepare_cached(
             "SELECT revision, value FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
         )
         .and_then(|mut stmt| {
@@ -433,7 +460,7 @@ impl SqliteStore {
             )
             .optional()
         })
-        .map_err(|e| sql_error(path, "read object", e))
+        .map_err(|e| sql_error(path, operation, e))
     }
 
     /// Checks existence and the precondition for an update or delete;
@@ -444,18 +471,10 @@ impl SqliteStore {
         key: &Key,
         precondition: Precondition,
     ) -> Result<(i64, String)> {
-        let Some((actual, body)) = Self::current_in(tx, path, key)? else {
+        let Some((actual, body)) = Self::current_in(tx, path, key, "read object")? else {
             return Err(Error::NotFound { key: key.clone() });
         };
-        if let Precondition::Revision(expected) = precondition
-            && to_sql_revision(expected) != actual
-        {
-            return Err(Error::Conflict {
-                key: key.clone(),
-                expected,
-                actual: from_sql_revision(actual),
-            });
-        }
+        precondition.check(key, from_sql_revision(actual))?;
         Ok((actual, body))
     }
 
@@ -511,20 +530,11 @@ fn compact_in(tx: &rusqlite::Transaction<'_>, path: &Path, through: i64) -> Resu
 impl Datastore for SqliteStore {
     fn create(&self, key: &Key, value: &serde_json::Value) -> Result<Object> {
         key.validate()?;
-        let body = value.to_string();
-        let revision = self.write("create", |tx, path| {
-            if Self::current_in(tx, path, key)?.is_some() {
+        self.write_checked("create", key, value, EVENT_ADDED, |tx, path| {
+            if Self::current_in(tx, path, key, "read object")?.is_some() {
                 return Err(Error::AlreadyExists { key: key.clone() });
             }
-            let revision = self.record(tx, path, key, EVENT_ADDED, &body)?;
-            Self::upsert(tx, path, key, revision, &body)?;
-            Ok(revision)
-        })?;
-        trace!(key = %key, revision, "wrote object");
-        Ok(Object {
-            key: key.clone(),
-            revision: from_sql_revision(revision),
-            value: value.clone(),
+            Ok(())
         })
     }
 
@@ -535,18 +545,8 @@ impl Datastore for SqliteStore {
         precondition: Precondition,
     ) -> Result<Object> {
         key.validate()?;
-        let body = value.to_string();
-        let revision = self.write("update", |tx, path| {
-            Self::check(tx, path, key, precondition)?;
-            let revision = self.record(tx, path, key, EVENT_MODIFIED, &body)?;
-            Self::upsert(tx, path, key, revision, &body)?;
-            Ok(revision)
-        })?;
-        trace!(key = %key, revision, "wrote object");
-        Ok(Object {
-            key: key.clone(),
-            revision: from_sql_revision(revision),
-            value: value.clone(),
+        self.write_checked("update", key, value, EVENT_MODIFIED, |tx, path| {
+            Self::check(tx, path, key, precondition).map(|_| ())
         })
     }
 
@@ -579,19 +579,7 @@ impl Datastore for SqliteStore {
     fn get(&self, key: &Key) -> Result<Object> {
         key.validate()?;
         let path = &self.shared.path;
-        let row: Option<(i64, String)> = self
-            .reader()
-            .prepare_cached(
-                "SELECT revision, value FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            )
-            .and_then(|mut stmt| {
-                stmt.query_row(
-                    params![key.kind, namespace_column(key.namespace.as_deref()), key.name],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )
-                .optional()
-            })
-            .map_err(|e| sql_error(path, "get", e))?;
+        let row = Self::current_in(&self.reader(), path, key, "get")?;
         let (revision, body) = row.ok_or_else(|| Error::NotFound { key: key.clone() })?;
         Ok(Object {
             key: key.clone(),

@@ -4,7 +4,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::{AsNumber, is_community_value, non_empty};
-use crate::ippool::checks::{Family, check_interface, check_network, check_range};
+use crate::common::{Family, check_interface_pattern, check_network, check_range};
 use crate::object::{CALICO_API_VERSION, NoStatus, Object, Spec};
 use crate::validate::{Validate, Validator};
 
@@ -245,7 +245,7 @@ impl BGPFilterRule {
             });
         }
         if let Some(iface) = &self.interface {
-            v.field("interface", |v| check_interface(v, iface, true));
+            v.field("interface", |v| v.check(check_interface_pattern(iface)));
         }
         if let Some(communities) = &self.communities {
             v.field("communities", |v| {

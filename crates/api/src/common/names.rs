@@ -119,19 +119,34 @@ pub fn check_port_name(name: &str) -> Result<(), String> {
     }
 }
 
+/// Whether `name` is 1–15 of `[a-zA-Z0-9_.-]`, plus `*` anywhere when `glob`.
+fn is_interface_name(name: &str, glob: bool) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-') || (glob && c == '*')
+        })
+}
+
 /// Checks a Linux interface name as Calico does (`^[a-zA-Z0-9_.-]{1,15}$`) or `*`.
 pub fn check_interface_name(name: &str) -> Result<(), String> {
-    let ok = name == "*"
-        || (!name.is_empty()
-            && name.len() <= 15
-            && name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')));
+    let ok = name == "*" || is_interface_name(name, false);
     if ok {
         Ok(())
     } else {
         Err(format!(
             "{name:?} is not a valid interface name: 1-15 characters of letters, digits, '_', '.' or '-'"
+        ))
+    }
+}
+
+/// Checks an interface name or glob: 1–15 of `[a-zA-Z0-9_.-*]` (`eth*`, `*`).
+pub fn check_interface_pattern(pattern: &str) -> Result<(), String> {
+    if is_interface_name(pattern, true) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{pattern:?} is not a valid interface name or pattern"
         ))
     }
 }
@@ -161,6 +176,20 @@ pub fn check_selector(selector: &str) -> Result<(), String> {
     twill_selector::Selector::parse(selector)
         .map(|_| ())
         .map_err(|e| format!("invalid selector {selector:?}: {e}"))
+}
+
+/// Longest selector a selector field accepts.
+const SELECTOR_MAX: usize = 1024;
+
+/// Checks a selector field: a Calico selector of at most 1024 characters.
+pub(crate) fn check_selector_field(v: &mut Validator, text: &str) {
+    if text.len() > SELECTOR_MAX {
+        v.error(format!(
+            "selector is {} characters long; the limit is {SELECTOR_MAX}",
+            text.len()
+        ));
+    }
+    v.check(check_selector(text));
 }
 
 /// Validates label keys and values, reporting each bad entry at its key.

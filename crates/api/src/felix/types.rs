@@ -9,7 +9,7 @@ use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::check_one_of;
-use crate::ippool::checks::{Family, check_cidr, check_duration};
+use crate::common::{Family, check_cidr, check_duration};
 use crate::validate::{Validate, Validator};
 
 /// Values of the Felix setting that takes a `AWSSrcDstCheck`.

@@ -2,7 +2,8 @@
 //! applies before rendering, where they do not depend on its defaults.
 
 use super::*;
-use crate::ippool::checks::{Family, check_cidr, check_range, check_selector, parse_ip_or_cidr};
+use crate::common::{Family, check_cidr, check_log_level, check_range, check_selector_field};
+use crate::ippool::{check_block_size, check_pool_cidr};
 use crate::validate::{Validate, Validator};
 
 impl Validate for InstallationSpec {
@@ -138,7 +139,7 @@ impl Validate for CNILogging {
     fn validate(&self, v: &mut Validator) {
         if let Some(level) = &self.log_severity {
             v.field("logSeverity", |v| {
-                crate::bgp::check_log_level(v, level, &["Error", "Warning", "Info", "Debug"])
+                check_log_level(v, level, &["Error", "Warning", "Info", "Debug"])
             });
         }
         if let Some(size) = &self.log_file_max_size {
@@ -238,33 +239,10 @@ impl Validate for CalicoNetworkSpec {
 impl Validate for InstallationIPPool {
     fn validate(&self, v: &mut Validator) {
         let mut network = None;
-        v.field("cidr", |v| match parse_ip_or_cidr(&self.cidr) {
-            _ if self.cidr.is_empty() => v.error("cidr is required"),
-            None => v.error(format!("{:?} is not a valid CIDR", self.cidr)),
-            Some(net) => {
-                network = Some(net);
-                if net.trunc() != net {
-                    v.error(format!(
-                        "{} is not strictly masked (did you mean {}?)",
-                        self.cidr,
-                        net.trunc()
-                    ));
-                }
-            }
-        });
+        v.field("cidr", |v| network = check_pool_cidr(v, &self.cidr));
         let v6 = matches!(network, Some(ipnet::IpNet::V6(_)));
-        if let Some(size) = self.block_size
-            && network.is_some()
-        {
-            let (min, max) = if v6 { (116, 128) } else { (20, 32) };
-            v.field("blockSize", |v| {
-                if !(min..=max).contains(&size) {
-                    v.error(format!(
-                        "block size {size} is out of range: {} pools need {min} to {max}",
-                        if v6 { "IPv6" } else { "IPv4" }
-                    ));
-                }
-            });
+        if let (Some(net), Some(size)) = (network, self.block_size) {
+            check_block_size(v, net, size);
         }
         if v6 && self.encapsulation.is_some_and(Encapsulation::is_ipip) {
             v.field("encapsulation", |v| {
@@ -272,7 +250,7 @@ impl Validate for InstallationIPPool {
             });
         }
         if let Some(selector) = &self.node_selector {
-            v.field("nodeSelector", |v| check_selector(v, selector));
+            v.field("nodeSelector", |v| check_selector_field(v, selector));
         }
         if self.allowed_uses.contains(&IPPoolAllowedUse::LoadBalancer)
             && self.encapsulation.is_some_and(|e| e != Encapsulation::None)

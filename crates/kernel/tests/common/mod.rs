@@ -4,7 +4,7 @@
 #![allow(dead_code, reason = "each test file uses a subset of these functions")]
 
 use twill_integration::TestNetns;
-use twill_kernel::{NetlinkKernel, NetnsPath, NftConfig};
+use twill_kernel::{KernelExt, NetlinkKernel, NetnsPath, NftConfig, VethSpec};
 
 /// A fresh test namespace (`twt-…`), removed on drop.
 pub fn netns(role: &str) -> TestNetns {
@@ -30,4 +30,20 @@ pub fn link_name() -> String {
 /// `ip -n NS ARGS…` output, to cross-check what the kernel crate reads.
 pub fn ip(ns: &TestNetns, args: &[&str]) -> String {
     ns.ip(args).expect("ip command")
+}
+
+/// Parses a prefix written in a test.
+pub fn net(s: &str) -> ipnet::IpNet {
+    s.parse().expect("valid prefix")
+}
+
+/// Creates a veth pair with fresh names on `kernel`'s namespace; returns
+/// the two ends' names.
+pub fn veth_pair(kernel: &NetlinkKernel) -> (String, String) {
+    let (a, b) = (link_name(), link_name());
+    kernel
+        .create_veth(VethSpec::new(&a, &b))
+        .wait()
+        .expect("veth");
+    (a, b)
 }
