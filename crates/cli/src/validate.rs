@@ -27,19 +27,13 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         match twill_api::load_str(&source, &text) {
             Ok(resources) => {
                 for resource in &resources {
+                    let kind = qualified_kind(resource);
                     match resource.namespace() {
                         Some(ns) => line(
                             out,
-                            format_args!(
-                                "ok {}/{} (namespace {ns})",
-                                resource.kind(),
-                                resource.name()
-                            ),
+                            format_args!("ok {kind}/{} (namespace {ns})", resource.name()),
                         ),
-                        None => line(
-                            out,
-                            format_args!("ok {}/{}", resource.kind(), resource.name()),
-                        ),
+                        None => line(out, format_args!("ok {kind}/{}", resource.name())),
                     }
                 }
             }
@@ -52,6 +46,19 @@ pub fn run(args: &Args, out: &mut dyn Write, err: &mut dyn Write) -> Status {
         }
     }
     status
+}
+
+/// The kind as a user reads it: Calico's kinds bare (`NetworkPolicy`), other
+/// groups' kinds qualified as kubectl does (`NetworkPolicy.networking.k8s.io`),
+/// so the two NetworkPolicy kinds cannot be confused.
+fn qualified_kind(resource: &twill_api::Resource) -> String {
+    match resource.api_version() {
+        twill_api::object::CALICO_API_VERSION => resource.kind().to_string(),
+        other => {
+            let group = other.split_once('/').map_or(other, |(group, _)| group);
+            format!("{}.{group}", resource.kind())
+        }
+    }
 }
 
 fn read(path: &PathBuf) -> std::io::Result<String> {

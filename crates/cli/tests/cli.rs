@@ -50,6 +50,7 @@ fn validate_prints_ok_for_every_resource_of_valid_files() {
         "ok BGPPeer/rack1-tor",
         "ok GlobalNetworkPolicy/default-deny-app-namespaces",
         "ok NetworkPolicy/frontend-to-backend (namespace frontend)",
+        "ok NetworkPolicy.networking.k8s.io/backend-from-frontend (namespace backend)",
     ] {
         assert!(
             stdout.lines().any(|l| l == expected),
