@@ -87,7 +87,11 @@ pub struct AllocationAttribute {
     pub secondary: BTreeMap<String, String>,
     /// When the address was released (RFC 3339); it is not handed out again
     /// before the IPAM cooldown has passed.
-    #[serde(rename = "releasedAt", default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        rename = "releasedAt",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub released_at: Option<String>,
 }
 
@@ -240,7 +244,10 @@ impl Validate for BlockAffinitySpec {
         });
         v.field("deleted", |v| {
             if !matches!(self.deleted.to_ascii_lowercase().as_str(), "true" | "false") {
-                v.error(format!("{:?} is neither \"true\" nor \"false\"", self.deleted));
+                v.error(format!(
+                    "{:?} is neither \"true\" nor \"false\"",
+                    self.deleted
+                ));
             }
         });
     }

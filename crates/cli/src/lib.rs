@@ -6,6 +6,8 @@
 //!   `ok <Kind>/<name>` for each, or every error with its field path.
 //! - `twill selector match EXPR --labels k=v,...` evaluates a Calico selector
 //!   against a label set, for policy authors checking a selector.
+//! - `twill ipam show|check|release|configure` inspects and repairs IP
+//!   address management on the datastore, like `calicoctl ipam`.
 //!
 //! Exit codes: `0` success, `1` a manifest was read and is invalid, `2` the
 //! command line could not be understood (bad flags, an unreadable file, a
@@ -17,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod ipam;
 mod selector;
 mod validate;
 
@@ -39,6 +42,9 @@ enum Command {
     /// Work with Calico label selectors.
     #[command(subcommand)]
     Selector(selector::Command),
+    /// IP address management: show, check, release, configure.
+    #[command(subcommand)]
+    Ipam(ipam::Command),
 }
 
 /// Exit status of a command that ran.
@@ -83,6 +89,7 @@ pub fn main(args: impl IntoIterator<Item = OsString>) -> ExitCode {
     let status = match cli.command {
         Command::Validate(args) => validate::run(&args, &mut out, &mut err),
         Command::Selector(command) => selector::run(&command, &mut out, &mut err),
+        Command::Ipam(command) => ipam::run(&command, &mut out, &mut err),
     };
     let _ = out.flush();
     status.into()

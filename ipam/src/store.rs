@@ -1,0 +1,192 @@
+//! Typed access to the IPAM kinds in the datastore.
+//!
+//! Objects are stored under `Key::cluster(KIND, metadata.name)` with the full
+//! document as body (`apiVersion` and `kind` first, as `twill get -o json`
+//! prints it); bodies without `apiVersion`/`kind` read as well.
+
+use serde_json::Value;
+use twill_api::{Object, Spec};
+use twill_store::{Datastore, Error as StoreError, Key, Precondition, Revision};
+
+use crate::error::{IpamError, Result};
+
+/// How many times a compare-and-swap is retried after a conflict before the
+/// operation gives up (Calico's `datastoreRetries`).
+pub const CAS_RETRIES: u32 = 100;
+
+/// A typed object as read, with the revision a compare-and-swap expects.
+#[derive(Debug, Clone)]
+pub struct Stored<S: Spec> {
+    /// Where it lives.
+    pub key: Key,
+    /// The revision of its last write.
+    pub revision: Revision,
+    /// The object.
+    pub object: Object<S>,
+}
+
+/// The key of a cluster-scoped object of kind `S`.
+pub fn key<S: Spec>(name: &str) -> Key {
+    Key::cluster(S::KIND, name)
+}
+
+/// The document stored for an object.
+pub fn encode<S: Spec>(object: &Object<S>) -> Result<Value> {
+    let key = key::<S>(&object.metadata.name);
+    let mut value = serde_json::to_value(object).map_err(|e| IpamError::Corrupt {
+        key: key.clone(),
+        reason: format!("cannot encode: {e}"),
+    })?;
+    let Value::Object(map) = &mut value else {
+        return Err(IpamError::Corrupt {
+            key,
+            reason: "does not encode to a JSON object".into(),
+        });
+    };
+    let mut document = serde_json::Map::with_capacity(map.len() + 2);
+    document.insert("apiVersion".into(), Value::from(S::API_VERSION));
+    document.insert("kind".into(), Value::from(S::KIND));
+    document.append(map);
+    Ok(Value::Object(document))
+}
+
+/// Decodes a stored object of kind `S`.
+pub fn decode<S: Spec>(object: twill_store::Object) -> Result<Stored<S>> {
+    let twill_store::Object {
+        key,
+        revision,
+        mut value,
+    } = object;
+    if let Value::Object(map) = &mut value {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    let object = serde_json::from_value(value).map_err(|e| IpamError::Corrupt {
+        key: key.clone(),
+        reason: e.to_string(),
+    })?;
+    Ok(Stored {
+        key,
+        revision,
+        object,
+    })
+}
+
+/// Reads one object; `None` when it does not exist.
+pub fn get<S: Spec>(store: &dyn Datastore, name: &str) -> Result<Option<Stored<S>>> {
+    match store.get(&key::<S>(name)) {
+        Ok(object) => decode(object).map(Some),
+        Err(StoreError::NotFound { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Lists every object of kind `S`.
+pub fn list<S: Spec>(store: &dyn Datastore) -> Result<Vec<Stored<S>>> {
+    store
+        .list(S::KIND, None)?
+        .items
+        .into_iter()
+        .map(decode)
+        .collect()
+}
+
+/// Creates an object; `Ok(None)` when one with the same name exists.
+pub fn create<S: Spec>(store: &dyn Datastore, object: &Object<S>) -> Result<Option<Stored<S>>> {
+    let key = key::<S>(&object.metadata.name);
+    match store.create(&key, &encode(object)?) {
+        Ok(written) => Ok(Some(Stored {
+            key,
+            revision: written.revision,
+            object: object.clone(),
+        })),
+        Err(StoreError::AlreadyExists { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What a compare-and-swap write came to.
+#[derive(Debug)]
+pub enum Cas<T> {
+    /// Written; the new state.
+    Written(T),
+    /// Someone else wrote (or deleted) the object since it was read.
+    Conflict,
+}
+
+/// Writes `stored.object` if the object is still at `stored.revision`.
+pub fn update<S: Spec>(store: &dyn Datastore, stored: &Stored<S>) -> Result<Cas<Stored<S>>> {
+    let value = encode(&stored.object)?;
+    match store.update(&stored.key, &value, Precondition::Revision(stored.revision)) {
+        Ok(written) => Ok(Cas::Written(Stored {
+            key: stored.key.clone(),
+            revision: written.revision,
+            object: stored.object.clone(),
+        })),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(Cas::Conflict),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes the object if it is still at `revision`; `Conflict` when it
+/// changed or is gone.
+pub fn delete(store: &dyn Datastore, key: &Key, revision: Revision) -> Result<Cas<()>> {
+    match store.delete(key, Precondition::Revision(revision)) {
+        Ok(_) => Ok(Cas::Written(())),
+        Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(Cas::Conflict),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The error for a compare-and-swap loop that never won.
+pub fn too_many_conflicts(key: Key) -> IpamError {
+    IpamError::TooManyConflicts {
+        key,
+        attempts: CAS_RETRIES,
+    }
+}
+
+/// Calico's object name for a CIDR: `10.244.0.0/26` → `10-244-0-0-26`,
+/// `fd00::/122` → `fd00---122`.
+pub fn cidr_name(cidr: &str) -> String {
+    cidr.replace(['.', ':', '/'], "-")
+}
+
+/// The name of `node`'s affinity to the block `cidr`: `<node>-<cidr name>`,
+/// shortened with a hash suffix when longer than a Kubernetes name may be.
+pub fn affinity_name(node: &str, cidr: &str) -> String {
+    const MAX: usize = 253;
+    let name = format!("{node}-{}", cidr_name(cidr));
+    if name.len() <= MAX {
+        return name;
+    }
+    // FNV-1a over the full name keeps shortened names distinct.
+    let hash = name.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut cut = MAX - 17;
+    while !name.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}-{hash:016x}", &name[..cut])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_follow_calico() {
+        assert_eq!(cidr_name("10.244.0.0/26"), "10-244-0-0-26");
+        assert_eq!(cidr_name("fd00::/122"), "fd00---122");
+        assert_eq!(affinity_name("n1", "10.0.0.0/26"), "n1-10-0-0-0-26");
+    }
+
+    #[test]
+    fn long_affinity_names_are_shortened_and_stay_distinct() {
+        let a = affinity_name(&"a".repeat(300), "10.0.0.0/26");
+        let b = affinity_name(&"a".repeat(300), "10.0.0.64/26");
+        assert!(a.len() <= 253 && b.len() <= 253);
+        assert_ne!(a, b);
+    }
+}
