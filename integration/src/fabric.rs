@@ -374,7 +374,7 @@ impl Node {
             )));
         }
         let netns = TestNetns::new(&format!("pod-{name}"))?;
-        let (link, host_link) = (names::link(), names::link());
+        let (link, host_link) = (names::link(), names::workload_link());
         veth(&netns, &link, &self.inner.netns, &host_link)?;
         topology.links.extend([link.clone(), host_link.clone()]);
 

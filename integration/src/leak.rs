@@ -172,7 +172,7 @@ mod tests {
     fn routes_are_ours_when_they_use_our_link() {
         let listing = "\
 default via 10.0.0.1 dev eth0
-10.65.0.4 dev tw3f2a9c1d scope link
+10.65.0.4 dev twl3f2a9c1d scope link
 local 10.65.0.9 dev twt00ab121 table local proto kernel scope host src 10.65.0.9
 192.0.2.0/24 dev eth0 proto kernel scope link src 192.0.2.2
 ";
@@ -180,7 +180,7 @@ local 10.65.0.9 dev twt00ab121 table local proto kernel scope host src 10.65.0.9
         assert_eq!(
             got,
             [
-                "10.65.0.4 dev tw3f2a9c1d scope link",
+                "10.65.0.4 dev twl3f2a9c1d scope link",
                 "local 10.65.0.9 dev twt00ab121 table local proto kernel scope host src 10.65.0.9",
             ]
         );

@@ -87,8 +87,10 @@
 //! Namespaces are named `twt-<pid>-<n>-<role>` and links `twt<pid><n>` (at
 //! most 15 bytes), so tests in parallel processes and threads never clash,
 //! and everything the harness makes is recognisably a Twill test object.
+//! A pod's host-side link is named like the product's workload interfaces,
+//! `twl<pid><n>`, so felix-rs polices harness pods as it polices real ones.
 //! [`names`] keeps the prefixes that mark an object as Twill's — the
-//! harness's `twt` and the product's `twill`/`tw` — in one place.
+//! harness's `twt` and the product's `twl`/`twill` — in one place.
 //!
 //! # Cleanup and leak checks
 //!

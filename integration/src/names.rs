@@ -26,10 +26,16 @@ pub const TEST_LINK_PREFIX: &str = "twt";
 /// harness's own and the product's (`twill…`, used by the lab).
 pub const OWNED_NETNS_PREFIXES: &[&str] = &[TEST_NETNS_PREFIX, "twill"];
 
-/// Link names that belong to Twill: the harness's `twt…` and the product's
-/// `tw…` interface prefix (host-side pod veths, tunnel devices). `tw` covers
-/// both; it is listed once so a reader sees the whole rule.
-pub const OWNED_LINK_PREFIXES: &[&str] = &["tw"];
+/// Prefix of host-side workload interfaces, the product's (`twl…`, as
+/// `twill_kernel::WORKLOAD_INTERFACE_PREFIX`; the harness does not depend on
+/// the kernel crate, whose tests depend on it). Pods' host-side links carry
+/// it, so felix-rs treats harness pods as workloads.
+pub const WORKLOAD_LINK_PREFIX: &str = "twl";
+
+/// Link names that belong to Twill: the harness's `twt…`, the product's
+/// host-side workload interfaces `twl…` and its own devices `twill…`
+/// (e.g. `twill.vxlan`).
+pub const OWNED_LINK_PREFIXES: &[&str] = &[TEST_LINK_PREFIX, WORKLOAD_LINK_PREFIX, "twill"];
 
 /// nftables table names that belong to Twill: the harness's `twt…` and the
 /// product's `twill…`.
@@ -84,10 +90,20 @@ pub fn netns(role: &str) -> String {
 
 /// A fresh link name, `twt<pid:06x><n:x>`, at most 15 bytes.
 pub fn link() -> String {
+    unique_link(TEST_LINK_PREFIX)
+}
+
+/// A fresh host-side pod link name, `twl<pid:06x><n:x>`: shaped like the
+/// product's workload interfaces (see [`WORKLOAD_LINK_PREFIX`]).
+pub fn workload_link() -> String {
+    unique_link(WORKLOAD_LINK_PREFIX)
+}
+
+fn unique_link(prefix: &str) -> String {
     // pid_max is at most 2^22, so six hex digits hold any pid; six more hold
     // the counter. The fixed width keeps (pid, n) pairs from colliding.
     let name = format!(
-        "{TEST_LINK_PREFIX}{:06x}{:x}",
+        "{prefix}{:06x}{:x}",
         std::process::id() & 0xff_ffff,
         next() & 0xff_ffff
     );
@@ -100,12 +116,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn link_names_fit_ifnamsiz_and_carry_the_test_prefix() {
+    fn link_names_fit_ifnamsiz_and_carry_their_prefix() {
         for _ in 0..1000 {
-            let name = link();
-            assert!(name.len() <= MAX_LINK_NAME_LEN, "{name}");
-            assert!(name.starts_with(TEST_LINK_PREFIX), "{name}");
-            assert!(is_owned_link(&name), "{name}");
+            for (name, prefix) in [
+                (link(), TEST_LINK_PREFIX),
+                (workload_link(), WORKLOAD_LINK_PREFIX),
+            ] {
+                assert!(name.len() <= MAX_LINK_NAME_LEN, "{name}");
+                assert!(name.starts_with(prefix), "{name}");
+                assert!(is_owned_link(&name), "{name}");
+            }
         }
     }
 
@@ -131,7 +151,8 @@ mod tests {
         let cases = [
             ("twt-1-2-fabric", true, true, true),
             ("twill-lab-n1", true, true, true),
-            ("tw3f2a9c", false, true, false),
+            ("twl3f2a9c", false, true, false),
+            ("tw3f2a9c", false, false, false),
             ("eth0", false, false, false),
             ("cali1234", false, false, false),
             ("filter", false, false, false),

@@ -56,7 +56,7 @@
 //!   unused by the kernel, iproute2's `rt_protos`, and Calico (80);
 //!   [`route::RT_PROTOS_CONF`] names them for `ip route`;
 //! * host-side workload interfaces start with [`WORKLOAD_INTERFACE_PREFIX`]
-//!   (`tw`), and so does the VXLAN device [`VXLAN_INTERFACE`];
+//!   (`twl`); Twill's own devices start with `twill` ([`VXLAN_INTERFACE`]);
 //! * the nftables table is [`NFT_TABLE`] in family `inet`.
 //!
 //! # Errors
@@ -90,12 +90,14 @@ pub use op::{Kernel, KernelExt, KernelOp, KernelReply, Pending};
 pub use route::{NextHop, Route, RouteFilter, RouteKey, RouteKind, RouteProto, RouteScope};
 pub use sysctl::SysctlKey;
 
-/// Prefix of host-side workload interfaces (`tw` + hex digits). Product
-/// interface names never start with [`TEST_PREFIX`]: hex digits hold no `t`.
-pub const WORKLOAD_INTERFACE_PREFIX: &str = "tw";
+/// Prefix of host-side workload interfaces (`twl` + hex digits, 14
+/// characters). Neither Twill's own devices (`twill…`) nor the test
+/// harness's links ([`TEST_PREFIX`]) start with it, so a rule matching
+/// `twl*` only ever sees workloads.
+pub const WORKLOAD_INTERFACE_PREFIX: &str = "twl";
 
-/// Name of Twill's VXLAN device (starts with `tw`, so it is recognisably
-/// Twill's like the workload interfaces).
+/// Name of Twill's VXLAN device (starts with `twill`, so it is recognisably
+/// Twill's, and outside the workload prefix).
 pub const VXLAN_INTERFACE: &str = "twill.vxlan";
 
 /// Name of Twill's nftables table (family `inet`).
