@@ -27,7 +27,7 @@ pub struct Stored<S: Spec> {
 
 /// The key of a cluster-scoped object of kind `S`.
 pub fn key<S: Spec>(name: &str) -> Key {
-    Key::cluster(S::KIND, name)
+    Key::cluster(S::STORE_KIND, name)
 }
 
 /// The document stored for an object.
@@ -84,7 +84,7 @@ pub fn get<S: Spec>(store: &dyn Datastore, name: &str) -> Result<Option<Stored<S
 /// Lists every object of kind `S`.
 pub fn list<S: Spec>(store: &dyn Datastore) -> Result<Vec<Stored<S>>> {
     store
-        .list(S::KIND, None)?
+        .list(S::STORE_KIND, None)?
         .items
         .into_iter()
         .map(decode)

@@ -43,6 +43,7 @@ pub type KubernetesNetworkPolicy = Object<KubernetesNetworkPolicySpec>;
 impl Spec for KubernetesNetworkPolicySpec {
     const API_VERSION: &'static str = NETWORKING_API_VERSION;
     const KIND: &'static str = "NetworkPolicy";
+    const STORE_KIND: &'static str = "NetworkPolicy.networking.k8s.io";
     const PLURAL: &'static str = "networkpolicies";
     const SHORT_NAMES: &'static [&'static str] = &["netpol"];
     const NAMESPACED: bool = true;

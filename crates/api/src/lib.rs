@@ -51,6 +51,7 @@ pub mod object;
 pub mod policy;
 pub mod profile;
 pub mod resource;
+pub mod status;
 pub mod tier;
 pub mod validate;
 

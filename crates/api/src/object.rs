@@ -36,6 +36,10 @@ pub trait Spec:
     const SHORT_NAMES: &'static [&'static str] = &[];
     /// Whether the kind lives in a namespace.
     const NAMESPACED: bool;
+    /// The kind under which a datastore keeps objects of this kind: `KIND`,
+    /// qualified with the API group where two groups share a kind name
+    /// (`NetworkPolicy.networking.k8s.io` beside Calico's `NetworkPolicy`).
+    const STORE_KIND: &'static str = Self::KIND;
     /// The status type (use [`NoStatus`] for kinds without one).
     type Status: Serialize
         + DeserializeOwned

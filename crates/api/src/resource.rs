@@ -133,6 +133,11 @@ macro_rules! resources {
                 match self { $(Self::$variant(_) => <$spec as Spec>::KIND,)* }
             }
 
+            /// The kind a datastore keeps this resource under ([`Spec::STORE_KIND`]).
+            pub fn store_kind(&self) -> &'static str {
+                match self { $(Self::$variant(_) => <$spec as Spec>::STORE_KIND,)* }
+            }
+
             /// `apiVersion`, e.g. `projectcalico.org/v3`.
             pub fn api_version(&self) -> &'static str {
                 match self { $(Self::$variant(_) => <$spec as Spec>::API_VERSION,)* }
