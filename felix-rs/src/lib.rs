@@ -16,6 +16,9 @@
 //!   reuses policy and endpoint chains while their inputs are unchanged.
 //! * [`ruleset`]: the typed ruleset, its operations and their nft text.
 //! * [`plan`](mod@plan): desired vs actual as one ordered transaction.
+//! * [`daemon`]: the I/O around the core (datastore watches, throttled
+//!   apply with read-back verification, endpoint status files, drift
+//!   repair, health and metrics) that the `felix-rs` binary runs.
 //! * [`readback`]: the kernel's table (`twill_kernel::NftTable`) as a
 //!   [`Ruleset`] to plan against and to verify an apply with.
 //!
@@ -76,6 +79,7 @@
 //! Traffic from the host to a local workload (kubelet probes) goes through
 //! the output hook, which Twill does not police, as Calico does not.
 
+pub mod daemon;
 pub mod graph;
 pub mod model;
 pub mod plan;

@@ -136,15 +136,26 @@ fn parse_chain_body(body: &str) -> Result<Option<NftBaseChain>, String> {
     Ok(base)
 }
 
+/// Map elements are `key : value`, with the spaces that Twill's renderers
+/// (and `nft list`) write: a bare `:` also occurs inside IPv6 addresses.
+const MAP_SEPARATOR: &str = " : ";
+
 fn parse_elements(body: &str) -> Result<Vec<String>, String> {
     let inner = braces(body).ok_or("elements must be { ... }")?;
     Ok(split_top(inner, ',')
         .into_iter()
-        .map(|e| match e.split_once(':') {
-            Some((k, v)) => format!("{} : {}", k.trim(), v.trim()),
+        .map(|e| match e.split_once(MAP_SEPARATOR) {
+            Some((k, v)) => format!("{}{MAP_SEPARATOR}{}", k.trim(), v.trim()),
             None => e,
         })
         .collect())
+}
+
+/// The key of a set or map element (a set element is its own key).
+fn element_key(element: &str) -> &str {
+    element
+        .split_once(MAP_SEPARATOR)
+        .map_or(element, |(key, _)| key)
 }
 
 fn parse_set_body(name: &str, body: &str, is_map: bool) -> Result<NftSet, String> {
@@ -340,8 +351,10 @@ impl FakeNft {
                             set.elements.push(element);
                         }
                     } else {
+                        // nft deletes a map element by its key alone.
                         let before = set.elements.len();
-                        set.elements.retain(|e| e != &element);
+                        set.elements
+                            .retain(|e| element_key(e) != element_key(&element));
                         if set.elements.len() == before {
                             return Err(format!("No such file or directory: element {element}"));
                         }
@@ -482,6 +495,25 @@ add rule inet twill input drop comment \"twl:2\"  # trailing comment
         assert_eq!(
             table.set("dispatch").expect("map").elements,
             vec!["\"cali1\" : goto cali-fw-x"]
+        );
+    }
+
+    #[test]
+    fn map_elements_are_deleted_by_key_and_ipv6_elements_keep_their_colons() {
+        let mut nft = FakeNft::default();
+        nft.apply(BASE).expect("valid script");
+        nft.apply(
+            "add set inet twill pods6 { type ipv6_addr; }\n\
+             add element inet twill pods6 { fd00::1, fd00:0:0:1::2 }\n\
+             delete element inet twill dispatch { \"cali1\" }\n\
+             delete element inet twill pods6 { fd00::1 }",
+        )
+        .expect("nft accepts these");
+        let table = nft.read_table(&id()).expect("table");
+        assert!(table.set("dispatch").expect("map").elements.is_empty());
+        assert_eq!(
+            table.set("pods6").expect("set").elements,
+            vec!["fd00:0:0:1::2"]
         );
     }
 

@@ -1,0 +1,815 @@
+//! The felix-rs daemon: the pure core driven by datastore watches, applying
+//! to the kernel through one `nft -f -` transaction per change.
+//!
+//! ```text
+//!  list-watch WorkloadEndpoint ──┐
+//!  list-watch NetworkPolicy ─────┤
+//!  list-watch ... (one per kind  │ FelixMsg::{Snapshot, Upserted, Deleted, WatchError}
+//!    in WATCHED_KINDS) ──────────┤
+//!                                ▼
+//!                  ┌─────────── owner task (run) ───────────┐
+//!                  │ CalcGraph, RenderCache, last Ruleset,  │
+//!                  │ local WEPs, status files               │
+//!                  │ timers: apply (throttle / backoff),    │
+//!                  │         drift check                    │
+//!                  └──────────────────┬─────────────────────┘
+//!                                     │ updates Arc<Health> ──► health task:
+//!                                     │        GET /livez /readyz /metrics
+//!                                     │ render → plan → nft -f - → read back → verify
+//!                                     ▼
+//!                        Kernel (NetlinkKernel / RecordingKernel)
+//!                                     │ then
+//!                                     ▼
+//!                   <status dir>/<namespace>.<wep>.json (endpoint programmed)
+//! ```
+//!
+//! Rules the owner task keeps:
+//!
+//! * **No kernel access before sync.** Nothing is read or written until
+//!   every watch has delivered its first snapshot.
+//! * **The first apply sweeps.** It plans against the table read back from
+//!   the kernel, so what an earlier run left is kept where still wanted
+//!   (established flows survive a restart) and removed where not.
+//! * **Coalescing.** A change schedules an apply `apply_delay` later; every
+//!   change until then joins the same transaction.
+//! * **Fail closed, verify.** A failed transaction changes nothing in the
+//!   kernel; the daemon forgets what it believed the kernel has, and retries
+//!   with exponential backoff planning against a fresh read-back. After a
+//!   transaction the table is read back and must plan to nothing.
+//! * **Drift.** Every `drift_interval` the table is read back and any
+//!   difference repaired.
+
+pub mod health;
+mod status;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+use twill_api::felix::FelixConfigurationSpec;
+use twill_api::{Resource, Spec};
+use twill_kernel::{Kernel, KernelError, KernelExt};
+use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, WatchEvent, WatchStream};
+
+use crate::model::Update;
+use crate::render::{RenderCache, RenderConfig, from_endpoint_chain, render_with_cache};
+use crate::{CalcGraph, Ruleset, plan, readback, script};
+use health::{Health, ResyncState};
+use status::{LocalWep, StatusDir};
+
+/// The nft family of Twill's table.
+pub const TABLE_FAMILY: &str = "inet";
+/// The name of Twill's table.
+pub const TABLE_NAME: &str = "twill";
+
+/// The datastore kinds felix-rs watches (`Spec::STORE_KIND`).
+pub const WATCHED_KINDS: &[&str] = &[
+    twill_api::endpoint::WorkloadEndpointSpec::STORE_KIND,
+    twill_api::policy::NetworkPolicySpec::STORE_KIND,
+    twill_api::policy::GlobalNetworkPolicySpec::STORE_KIND,
+    twill_api::k8s::KubernetesNetworkPolicySpec::STORE_KIND,
+    twill_api::tier::TierSpec::STORE_KIND,
+    twill_api::networkset::NetworkSetSpec::STORE_KIND,
+    twill_api::networkset::GlobalNetworkSetSpec::STORE_KIND,
+    twill_api::endpoint::HostEndpointSpec::STORE_KIND,
+    twill_api::profile::ProfileSpec::STORE_KIND,
+    twill_api::felix::FelixConfigurationSpec::STORE_KIND,
+];
+
+/// The daemon's configuration, validated by [`DaemonConfig::validate`]
+/// before anything is touched.
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct DaemonConfig {
+    /// This node's name: WorkloadEndpoints whose `spec.node` equals it are
+    /// local.
+    pub node: String,
+    /// Where endpoint status files go.
+    pub status_dir: PathBuf,
+    /// How long changes are coalesced before an apply.
+    #[serde(with = "millis")]
+    pub apply_delay: Duration,
+    /// How often the kernel's table is read back and drift repaired.
+    #[serde(with = "millis")]
+    pub drift_interval: Duration,
+    /// The first retry delay after a failed apply; doubled per failure.
+    #[serde(with = "millis")]
+    pub retry_min: Duration,
+    /// The longest retry delay.
+    #[serde(with = "millis")]
+    pub retry_max: Duration,
+    /// Where to serve `/livez`, `/readyz` and `/metrics`; none when unset.
+    #[serde(default)]
+    pub health_address: Option<SocketAddr>,
+}
+
+mod millis {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+impl DaemonConfig {
+    /// A configuration with the default timers for `node`.
+    pub fn new(node: impl Into<String>) -> Self {
+        Self {
+            node: node.into(),
+            status_dir: PathBuf::from(twill_api::status::DEFAULT_ENDPOINT_STATUS_DIR),
+            apply_delay: Duration::from_millis(10),
+            drift_interval: Duration::from_secs(90),
+            retry_min: Duration::from_millis(100),
+            retry_max: Duration::from_secs(10),
+            health_address: None,
+        }
+    }
+
+    /// Checks every field.
+    ///
+    /// # Errors
+    ///
+    /// [`DaemonError::Config`] naming the first bad field.
+    pub fn validate(&self) -> Result<(), DaemonError> {
+        let bad = |field: &str, reason: &str| {
+            Err(DaemonError::Config {
+                field: field.into(),
+                reason: reason.into(),
+            })
+        };
+        if self.node.is_empty() {
+            return bad("node", "must not be empty");
+        }
+        if self.status_dir.as_os_str().is_empty() {
+            return bad("statusDir", "must not be empty");
+        }
+        if self.drift_interval.is_zero() {
+            return bad("driftInterval", "must be positive");
+        }
+        if self.retry_min.is_zero() {
+            return bad("retryMin", "must be positive");
+        }
+        if self.retry_max < self.retry_min {
+            return bad("retryMax", "must not be shorter than retryMin");
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the daemon.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A configuration field is invalid.
+    #[error("invalid configuration field {field}: {reason}")]
+    Config {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
+    /// A watch could not be started.
+    #[error("cannot watch {kind}: {source}")]
+    Watch {
+        /// The datastore kind.
+        kind: String,
+        /// The store's error.
+        source: Box<twill_store::Error>,
+    },
+    /// Every watch task ended (the store went away).
+    #[error("every datastore watch ended")]
+    WatchesEnded,
+    /// The kernel refused an operation.
+    #[error("{action} failed: {source}")]
+    Kernel {
+        /// What was being done.
+        action: &'static str,
+        /// The kernel's error.
+        source: KernelError,
+    },
+    /// After a successful transaction the kernel's table still differs.
+    #[error("verification failed: the table read back needs {ops} more operations")]
+    Verify {
+        /// How many operations the plan against the read-back holds.
+        ops: usize,
+    },
+    /// The health and metrics address cannot be bound.
+    #[error("cannot serve health on {address}: {source}")]
+    Health {
+        /// The address.
+        address: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The endpoint status directory cannot be used.
+    #[error("endpoint status directory {path}: {source}")]
+    StatusDir {
+        /// The directory.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// An endpoint status file cannot be written or removed.
+    #[error("endpoint status file {path}: {source}")]
+    StatusFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// One datastore object, decoded by the watch task.
+#[derive(Debug)]
+pub struct Item {
+    /// Its key.
+    pub key: Key,
+    /// Its revision.
+    pub revision: u64,
+    /// The decoded resource, or why it does not decode.
+    pub resource: Result<Resource, String>,
+}
+
+impl Item {
+    fn decode(object: Object) -> Self {
+        let resource = Resource::from_json(object.value).map_err(|violations| {
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        });
+        Self {
+            key: object.key,
+            revision: object.revision.0,
+            resource,
+        }
+    }
+}
+
+/// What the child tasks tell the owner task.
+#[derive(Debug)]
+pub enum FelixMsg {
+    /// The complete state of a kind: replaces what was known of it.
+    Snapshot {
+        /// The datastore kind.
+        kind: &'static str,
+        /// Every object of the kind.
+        items: Vec<Item>,
+    },
+    /// An object was created or changed.
+    Upserted {
+        /// The datastore kind.
+        kind: &'static str,
+        /// The object.
+        item: Item,
+    },
+    /// An object was deleted.
+    Deleted {
+        /// The datastore kind.
+        kind: &'static str,
+        /// Its key.
+        key: Key,
+    },
+    /// A watch reported an error (it retries on its own).
+    WatchError {
+        /// The datastore kind.
+        kind: &'static str,
+        /// The error.
+        error: String,
+    },
+}
+
+async fn watch_task(
+    kind: &'static str,
+    mut stream: WatchStream<ListWatchEvent>,
+    tx: mpsc::Sender<FelixMsg>,
+) {
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(ListWatchEvent::Snapshot(list)) => FelixMsg::Snapshot {
+                kind,
+                items: list.items.into_iter().map(Item::decode).collect(),
+            },
+            Ok(ListWatchEvent::Change(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
+                FelixMsg::Upserted {
+                    kind,
+                    item: Item::decode(o),
+                }
+            }
+            Ok(ListWatchEvent::Change(WatchEvent::Deleted(o))) => {
+                FelixMsg::Deleted { kind, key: o.key }
+            }
+            Ok(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => continue,
+            Err(error) => FelixMsg::WatchError {
+                kind,
+                error: error.to_string(),
+            },
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// The update that removes an object of `kind` from the graph.
+fn deleted_update(kind: &str, key: &Key) -> Option<Update> {
+    let namespace = || key.namespace.clone().unwrap_or_else(|| "default".into());
+    let name = key.name.clone();
+    use twill_api::endpoint::{HostEndpointSpec, WorkloadEndpointSpec};
+    use twill_api::networkset::{GlobalNetworkSetSpec, NetworkSetSpec};
+    use twill_api::policy::{GlobalNetworkPolicySpec, NetworkPolicySpec};
+    Some(match kind {
+        WorkloadEndpointSpec::STORE_KIND => Update::WorkloadEndpointDeleted {
+            namespace: namespace(),
+            name,
+        },
+        NetworkPolicySpec::STORE_KIND => Update::PolicyDeleted {
+            namespace: namespace(),
+            name,
+        },
+        GlobalNetworkPolicySpec::STORE_KIND => Update::GlobalPolicyDeleted { name },
+        twill_api::k8s::KubernetesNetworkPolicySpec::STORE_KIND => {
+            Update::KubernetesPolicyDeleted {
+                namespace: namespace(),
+                name,
+            }
+        }
+        twill_api::tier::TierSpec::STORE_KIND => Update::TierDeleted { name },
+        NetworkSetSpec::STORE_KIND => Update::NetworkSetDeleted {
+            namespace: namespace(),
+            name,
+        },
+        GlobalNetworkSetSpec::STORE_KIND => Update::GlobalNetworkSetDeleted { name },
+        HostEndpointSpec::STORE_KIND => Update::HostEndpointDeleted { name },
+        twill_api::profile::ProfileSpec::STORE_KIND => {
+            if let Some(ns) = name.strip_prefix("kns.") {
+                Update::NamespaceDeleted { name: ns.into() }
+            } else if let Some((ns, sa)) = name.strip_prefix("ksa.").and_then(|r| r.split_once('.'))
+            {
+                Update::ServiceAccountDeleted {
+                    namespace: ns.into(),
+                    name: sa.into(),
+                }
+            } else {
+                return None;
+            }
+        }
+        _ => return None,
+    })
+}
+
+type ObjectId = (Option<String>, String);
+
+fn object_id(key: &Key) -> ObjectId {
+    (key.namespace.clone(), key.name.clone())
+}
+
+/// What one apply did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Applied {
+    /// Operations in the transaction (0: nothing was written).
+    ops: usize,
+}
+
+/// The state the owner task keeps.
+struct Felix {
+    config: DaemonConfig,
+    kernel: Arc<dyn Kernel>,
+    graph: CalcGraph,
+    cache: RenderCache,
+    render_config: RenderConfig,
+    felix_configs: BTreeMap<String, FelixConfigurationSpec>,
+    /// Objects known per kind, to turn a snapshot into deletions.
+    known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
+    /// WorkloadEndpoints on this node, by `(namespace, name)`.
+    local_weps: BTreeMap<(String, String), LocalWep>,
+    /// What the kernel is believed to hold; `None` means read it back.
+    last_applied: Option<Ruleset>,
+    /// Something changed since the last successful apply.
+    dirty: bool,
+    apply_at: Option<Instant>,
+    failures: u32,
+    /// At least one apply succeeded.
+    applied_once: bool,
+    status: StatusDir,
+    health: Arc<Health>,
+}
+
+impl Felix {
+    fn new(
+        config: DaemonConfig,
+        kernel: Arc<dyn Kernel>,
+        status: StatusDir,
+        health: Arc<Health>,
+    ) -> Self {
+        Self {
+            graph: CalcGraph::new(config.node.clone()),
+            config,
+            kernel,
+            cache: RenderCache::default(),
+            render_config: RenderConfig::default(),
+            felix_configs: BTreeMap::new(),
+            known: BTreeMap::new(),
+            local_weps: BTreeMap::new(),
+            last_applied: None,
+            dirty: false,
+            apply_at: None,
+            failures: 0,
+            applied_once: false,
+            status,
+            health,
+        }
+    }
+
+    fn synced(&self) -> bool {
+        self.known.len() == WATCHED_KINDS.len()
+    }
+
+    fn schedule(&mut self, delay: Duration) {
+        if self.synced() && self.apply_at.is_none() && self.failures == 0 {
+            self.apply_at = Some(Instant::now() + delay);
+        }
+    }
+
+    fn on_msg(&mut self, msg: FelixMsg) {
+        match msg {
+            FelixMsg::Snapshot { kind, items } => {
+                let first = !self.known.contains_key(kind);
+                let fresh: BTreeSet<ObjectId> = items.iter().map(|i| object_id(&i.key)).collect();
+                let gone: Vec<ObjectId> = self
+                    .known
+                    .get(kind)
+                    .map(|old| old.difference(&fresh).cloned().collect())
+                    .unwrap_or_default();
+                tracing::info!(
+                    kind,
+                    objects = items.len(),
+                    removed = gone.len(),
+                    "snapshot"
+                );
+                for (namespace, name) in gone {
+                    self.on_deleted(
+                        kind,
+                        &Key {
+                            kind: kind.into(),
+                            namespace,
+                            name,
+                        },
+                    );
+                }
+                for item in items {
+                    self.on_upserted(kind, item);
+                }
+                self.known.insert(kind, fresh);
+                if first && self.synced() {
+                    tracing::info!("every watch has listed once: in sync");
+                    self.update(Update::InSync);
+                    self.health.set_state(ResyncState::ResyncInProgress, false);
+                }
+            }
+            FelixMsg::Upserted { kind, item } => {
+                self.known
+                    .entry(kind)
+                    .or_default()
+                    .insert(object_id(&item.key));
+                self.on_upserted(kind, item);
+            }
+            FelixMsg::Deleted { kind, key } => {
+                if let Some(known) = self.known.get_mut(kind) {
+                    known.remove(&object_id(&key));
+                }
+                self.on_deleted(kind, &key);
+            }
+            FelixMsg::WatchError { kind, error } => {
+                tracing::warn!(kind, error, "watch failed; it retries");
+                return;
+            }
+        }
+        self.dirty = true;
+        self.schedule(self.config.apply_delay);
+    }
+
+    fn update(&mut self, update: Update) {
+        if let Err(error) = self.graph.on_update(update) {
+            tracing::warn!(%error, "resource ignored");
+        }
+    }
+
+    fn on_upserted(&mut self, kind: &'static str, item: Item) {
+        let resource = match item.resource {
+            Ok(resource) => resource,
+            Err(error) => {
+                // As the graph does with a resource it cannot convert: it
+                // stops existing until it is fixed.
+                tracing::warn!(kind, name = %item.key.name, error, "undecodable object ignored");
+                self.on_deleted(kind, &item.key);
+                return;
+            }
+        };
+        match &resource {
+            Resource::WorkloadEndpoint(wep) => {
+                let id = (
+                    item.key.namespace.clone().unwrap_or_default(),
+                    item.key.name.clone(),
+                );
+                if wep.spec.node == self.config.node {
+                    let container_id =
+                        Some(wep.spec.container_id.clone()).filter(|c| !c.is_empty());
+                    self.local_weps.insert(
+                        id,
+                        LocalWep {
+                            revision: item.revision,
+                            container_id,
+                            interface: wep.spec.interface_name.clone(),
+                        },
+                    );
+                } else {
+                    self.local_weps.remove(&id);
+                }
+            }
+            Resource::FelixConfiguration(fc) => {
+                self.felix_configs
+                    .insert(item.key.name.clone(), fc.spec.clone());
+                self.refresh_render_config();
+                return;
+            }
+            _ => {}
+        }
+        if let Some(update) = Update::from_resource(resource) {
+            self.update(update);
+        }
+    }
+
+    fn on_deleted(&mut self, kind: &str, key: &Key) {
+        if kind == FelixConfigurationSpec::STORE_KIND {
+            self.felix_configs.remove(&key.name);
+            self.refresh_render_config();
+            return;
+        }
+        if kind == twill_api::endpoint::WorkloadEndpointSpec::STORE_KIND {
+            self.local_weps
+                .remove(&(key.namespace.clone().unwrap_or_default(), key.name.clone()));
+        }
+        if let Some(update) = deleted_update(kind, key) {
+            self.update(update);
+        }
+    }
+
+    /// Calico's precedence: `node.<node>` over `default`; fields are not
+    /// merged between the two.
+    fn refresh_render_config(&mut self) {
+        let node_specific = format!("node.{}", self.config.node);
+        self.render_config = self
+            .felix_configs
+            .get(&node_specific)
+            .or_else(|| self.felix_configs.get("default"))
+            .map(RenderConfig::from_felix_configuration)
+            .unwrap_or_default();
+    }
+
+    async fn read_back(&self) -> Result<Ruleset, DaemonError> {
+        match self.kernel.nft_read_table(TABLE_FAMILY, TABLE_NAME).await {
+            Ok(table) => Ok(readback::from_kernel(&table)),
+            Err(e) if e.is_not_found() => Ok(Ruleset::default()),
+            Err(source) => Err(DaemonError::Kernel {
+                action: "reading the nft table",
+                source,
+            }),
+        }
+    }
+
+    /// Render, plan, one transaction, verify.
+    async fn try_apply(&mut self) -> Result<Applied, DaemonError> {
+        let desired = render_with_cache(&self.graph, &self.render_config, &mut self.cache);
+        let actual = match self.last_applied.take() {
+            Some(ruleset) => ruleset,
+            None => self.read_back().await?,
+        };
+        let ops = plan(&desired, &actual);
+        if !ops.is_empty() {
+            self.kernel
+                .nft_apply(&script(&ops))
+                .await
+                .map_err(|source| DaemonError::Kernel {
+                    action: "the nft transaction",
+                    source,
+                })?;
+            let residual = plan(&desired, &self.read_back().await?);
+            if !residual.is_empty() {
+                tracing::debug!(
+                    script = script(&residual),
+                    "unexpected difference after apply"
+                );
+                return Err(DaemonError::Verify {
+                    ops: residual.len(),
+                });
+            }
+        }
+        self.last_applied = Some(desired);
+        Ok(Applied { ops: ops.len() })
+    }
+
+    async fn apply(&mut self) {
+        self.apply_at = None;
+        if !self.dirty && self.last_applied.is_some() {
+            return;
+        }
+        let started = Instant::now();
+        let result = self.try_apply().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let elapsed_ms = elapsed * 1e3;
+        self.health.apply_time.observe(elapsed);
+        match result {
+            Ok(applied) => {
+                self.failures = 0;
+                self.applied_once = true;
+                self.health.set_state(ResyncState::InSync, true);
+                self.dirty = false;
+                self.graph.clear_dirty();
+                if applied.ops > 0 {
+                    tracing::info!(ops = applied.ops, elapsed_ms, "ruleset applied");
+                }
+                if let Err(error) = self.sync_status() {
+                    tracing::error!(%error, "endpoint status not written");
+                    self.dirty = true;
+                    self.apply_at = Some(Instant::now() + self.config.retry_min);
+                }
+            }
+            Err(error) => {
+                self.failures = self.failures.saturating_add(1);
+                self.health.nft_errors.inc();
+                let state = if self.applied_once {
+                    ResyncState::InSync
+                } else {
+                    ResyncState::ResyncInProgress
+                };
+                self.health.set_state(state, false);
+                // Whatever the failure, plan the retry against the kernel.
+                self.last_applied = None;
+                let backoff = self
+                    .config
+                    .retry_min
+                    .saturating_mul(1u32 << self.failures.saturating_sub(1).min(16))
+                    .min(self.config.retry_max);
+                tracing::warn!(%error, failures = self.failures, retry_in_ms = backoff.as_millis() as u64,
+                    "apply failed; the kernel keeps its previous ruleset");
+                self.apply_at = Some(Instant::now() + backoff);
+            }
+        }
+    }
+
+    fn sync_status(&mut self) -> Result<(), DaemonError> {
+        let desired = self
+            .last_applied
+            .as_ref()
+            .expect("status is synced after a successful apply");
+        let programmed: BTreeMap<(String, String), &LocalWep> = self
+            .local_weps
+            .iter()
+            .filter(|(_, wep)| {
+                desired
+                    .chains
+                    .contains_key(&from_endpoint_chain(&wep.interface))
+            })
+            .map(|(k, wep)| (k.clone(), wep))
+            .collect();
+        let policies: BTreeSet<&str> = desired
+            .chains
+            .keys()
+            .filter_map(|name| {
+                name.strip_prefix("pi-")
+                    .or_else(|| name.strip_prefix("po-"))
+            })
+            .collect();
+        let gauge = |n: usize| i64::try_from(n).unwrap_or(i64::MAX);
+        self.health
+            .active_local_endpoints
+            .set(gauge(programmed.len()));
+        self.health.active_local_policies.set(gauge(policies.len()));
+        self.health
+            .active_local_selectors
+            .set(gauge(self.graph.rule_selector_count()));
+        self.status.sync(&programmed)
+    }
+
+    fn on_drift_tick(&mut self) {
+        if self.synced() && self.apply_at.is_none() {
+            tracing::debug!("drift check");
+            self.last_applied = None;
+            self.dirty = true;
+            self.apply_at = Some(Instant::now());
+        }
+    }
+}
+
+/// Runs the daemon until `shutdown` completes. The kernel's table is left
+/// as it is on return.
+///
+/// # Errors
+///
+/// An invalid configuration, a status directory that cannot be created, a
+/// watch that cannot start, or the end of every watch. Kernel failures are
+/// retried, never returned.
+pub async fn run(
+    config: DaemonConfig,
+    store: AsyncDatastore,
+    kernel: Arc<dyn Kernel>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    run_with_health(config, store, kernel, Arc::new(Health::new()), shutdown).await
+}
+
+/// How often the owner loop proves it is alive.
+const HEARTBEAT: Duration = Duration::from_secs(5);
+/// How long the owner loop may go without turning before `/livez` fails
+/// (an apply of a very large ruleset takes seconds, not minutes).
+const STALL: Duration = Duration::from_secs(60);
+
+/// [`run`], reporting into `health` (which the caller may also read).
+///
+/// # Errors
+///
+/// As [`run`], and [`DaemonError::Health`] when the health address cannot
+/// be bound.
+pub async fn run_with_health(
+    config: DaemonConfig,
+    store: AsyncDatastore,
+    kernel: Arc<dyn Kernel>,
+    health: Arc<Health>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), DaemonError> {
+    config.validate()?;
+    let status = StatusDir::open(&config.status_dir)?;
+    let listener = match config.health_address {
+        Some(address) => Some(
+            tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|source| DaemonError::Health { address, source })?,
+        ),
+        None => None,
+    };
+    let span = tracing::info_span!("felix", node = %config.node);
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut watches = tokio::task::JoinSet::new();
+    for kind in WATCHED_KINDS {
+        let stream = store
+            .list_watch((*kind).to_string(), None)
+            .map_err(|source| DaemonError::Watch {
+                kind: (*kind).to_string(),
+                source: Box::new(source),
+            })?;
+        let span = tracing::info_span!(parent: &span, "watch", kind);
+        watches.spawn(watch_task(kind, stream, tx.clone()).instrument(span));
+    }
+    drop(tx);
+    if let Some(listener) = listener {
+        let span = tracing::info_span!(parent: &span, "health");
+        watches.spawn(health::serve(listener, Arc::clone(&health), STALL).instrument(span));
+    }
+    health.heartbeat();
+    let drift_interval = config.drift_interval;
+    let mut felix = Felix::new(config, kernel, status, Arc::clone(&health));
+    let mut drift = tokio::time::interval_at(Instant::now() + drift_interval, drift_interval);
+    drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    tokio::pin!(shutdown);
+    let result = async {
+        loop {
+            let apply_at = felix.apply_at;
+            let apply_due = async move {
+                match apply_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                () = &mut shutdown => return Ok(()),
+                msg = rx.recv() => match msg {
+                    Some(msg) => felix.on_msg(msg),
+                    None => return Err(DaemonError::WatchesEnded),
+                },
+                () = apply_due => felix.apply().await,
+                _ = drift.tick() => felix.on_drift_tick(),
+                _ = heartbeat.tick() => {}
+            }
+            felix.health.heartbeat();
+        }
+    }
+    .instrument(span)
+    .await;
+    watches.abort_all();
+    result
+}
