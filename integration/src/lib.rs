@@ -134,6 +134,33 @@ pub fn require_root() -> bool {
     false
 }
 
+/// Whether every program a test needs is installed (a name found on `PATH`,
+/// or an absolute path). When one is missing it prints
+/// `skipped: needs <program> (Debian package <package>)` and returns false;
+/// under `TWILL_REQUIRE_ROOT=1` (CI, which installs every peer) it panics
+/// instead, so a broken install step cannot pass as a skip.
+pub fn require_programs(programs: &[&str], package: &str) -> bool {
+    let found = |program: &str| {
+        let path = std::path::Path::new(program);
+        if path.is_absolute() {
+            return path.exists();
+        }
+        std::env::var_os("PATH").is_some_and(|paths| {
+            std::env::split_paths(&paths).any(|dir| dir.join(program).exists())
+        })
+    };
+    let Some(missing) = programs.iter().find(|p| !found(p)) else {
+        return true;
+    };
+    if std::env::var(REQUIRE_ROOT_ENV).is_ok_and(|v| v == "1") {
+        panic!(
+            "needs {missing} (Debian package {package}), and {REQUIRE_ROOT_ENV}=1 forbids skipping"
+        );
+    }
+    eprintln!("skipped: needs {missing} (Debian package {package})");
+    false
+}
+
 /// Returns from the calling test unless it runs as root (see
 /// [`require_root()`]). `require_root!()` returns `()`;
 /// `require_root!(value)` returns `value`, e.g. `require_root!(Ok(()))` in a

@@ -1,0 +1,706 @@
+//! The session runner: one tokio task owns every peer's [`Session`]; socket
+//! and timer tasks only move bytes and ticks to it as typed messages.
+//!
+//! ```text
+//!   TcpListener accept loop --Msg::Accepted--------------------+
+//!   connect task (per attempt) --Msg::Connected----------------+
+//!   reader task (per connection) --Msg::Frame / Msg::Closed----+
+//!   timer task (per started timer) --Msg::Timer / Msg::Restart-+
+//!   Speaker handle --Msg::Command------------------------------+
+//!                                                              v
+//!                                          +-------------------------------+
+//!                                          | owner task: Peer { Session }  |
+//!                                          | decode -> Event -> fsm_event  |
+//!                                          | -> actions                    |
+//!                                          +-------------------------------+
+//!          writer task (per connection) <--bytes--|      |--RibMsg--> RIB
+//! ```
+//!
+//! A frame is decoded by the owner, not the reader, because how an UPDATE
+//! decodes depends on what the session negotiated (4-octet AS, iBGP).
+//!
+//! Connection collisions (RFC 4271 §6.8): a connection from the peer that
+//! arrives while its session is in OpenSent or OpenConfirm runs alongside in
+//! a second FSM; when an OPEN arrives on either, the connection opened by the
+//! speaker with the higher BGP identifier is kept and the other gets
+//! OpenCollisionDump (Cease 6/7). A connection arriving while Established (or
+//! while a collision is already being resolved) is closed.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::fsm::{
+    Action, ConnectionOrigin, Event, Negotiated, PeerConfig, Session, State, Timer,
+    collision_winner,
+};
+use crate::packet::{self, DecodeError, Family, Update};
+
+/// One peer to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerSpec {
+    /// The peer's address; also how inbound connections are matched to it.
+    pub address: IpAddr,
+    /// The peer's TCP port (179 unless configured otherwise).
+    pub port: u16,
+    /// Local address to connect from, if any.
+    pub local_address: Option<IpAddr>,
+    /// Session configuration.
+    pub config: PeerConfig,
+}
+
+/// What the runner tells the RIB.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RibMsg {
+    /// The session with `peer` is Established.
+    Up {
+        /// The peer.
+        peer: IpAddr,
+        /// What was negotiated.
+        negotiated: Box<Negotiated>,
+    },
+    /// The session with `peer` went down (see [`Action::SessionDown`]).
+    Down {
+        /// The peer.
+        peer: IpAddr,
+        /// How long to keep its routes as stale, if at all.
+        stale_for: Option<std::time::Duration>,
+    },
+    /// An UPDATE from `peer`.
+    Update {
+        /// The peer.
+        peer: IpAddr,
+        /// The decoded UPDATE.
+        update: Box<Update>,
+    },
+    /// `peer` asked for our routes of `family` again.
+    RouteRefresh {
+        /// The peer.
+        peer: IpAddr,
+        /// The family.
+        family: Family,
+    },
+}
+
+/// Commands to a running speaker.
+#[derive(Debug)]
+pub enum Command {
+    /// Start a peer (ManualStart).
+    AddPeer(Box<PeerSpec>),
+    /// Stop and forget a peer (ManualStop).
+    RemovePeer(IpAddr),
+    /// Send raw UPDATE bytes to an Established peer (for the RIB's Adj-RIB-Out).
+    SendUpdate {
+        /// The peer.
+        peer: IpAddr,
+        /// An encoded UPDATE message.
+        message: Vec<u8>,
+    },
+    /// Report the state of every peer.
+    Status(tokio::sync::oneshot::Sender<Vec<(IpAddr, State)>>),
+}
+
+/// Handle to a running speaker; dropping it stops the owner task.
+#[derive(Debug)]
+pub struct Speaker {
+    commands: mpsc::UnboundedSender<Msg>,
+    owner: JoinHandle<()>,
+    listener: Option<JoinHandle<()>>,
+}
+
+impl Speaker {
+    /// Starts the owner task, and an accept loop if `listener` is given.
+    /// Returns the handle and the stream of messages for the RIB.
+    pub fn start(listener: Option<TcpListener>) -> (Speaker, mpsc::UnboundedReceiver<RibMsg>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (rib_tx, rib_rx) = mpsc::unbounded_channel();
+        let listener = listener.map(|listener| {
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                while let Ok((stream, from)) = listener.accept().await {
+                    if tx.send(Msg::Accepted(stream, from)).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let owner = Owner {
+            tx: tx.clone(),
+            rib: rib_tx,
+            peers: HashMap::new(),
+            next_id: 0,
+        };
+        let owner = tokio::spawn(owner.run(rx));
+        (
+            Speaker {
+                commands: tx,
+                owner,
+                listener,
+            },
+            rib_rx,
+        )
+    }
+
+    /// Sends a command; false if the speaker has stopped.
+    pub fn command(&self, command: Command) -> bool {
+        self.commands.send(Msg::Command(command)).is_ok()
+    }
+
+    /// The state of every peer.
+    pub async fn status(&self) -> Vec<(IpAddr, State)> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.command(Command::Status(tx)) {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+}
+
+impl Drop for Speaker {
+    fn drop(&mut self) {
+        self.owner.abort();
+        if let Some(listener) = &self.listener {
+            listener.abort();
+        }
+    }
+}
+
+#[derive(Debug)]
+enum Msg {
+    Command(Command),
+    Accepted(TcpStream, SocketAddr),
+    Connected {
+        peer: IpAddr,
+        attempt: u64,
+        stream: std::io::Result<TcpStream>,
+    },
+    Frame {
+        peer: IpAddr,
+        conn: u64,
+        frame: Result<Vec<u8>, DecodeError>,
+    },
+    Closed {
+        peer: IpAddr,
+        conn: u64,
+    },
+    Timer {
+        peer: IpAddr,
+        sid: u64,
+        timer: Timer,
+        generation: u64,
+    },
+    Restart {
+        peer: IpAddr,
+        generation: u64,
+    },
+}
+
+#[derive(Debug)]
+struct Connection {
+    id: u64,
+    writer: mpsc::UnboundedSender<Vec<u8>>,
+    reader: JoinHandle<()>,
+}
+
+impl Drop for Connection {
+    fn drop(&mut self) {
+        // The writer task ends once it has written what is queued.
+        self.reader.abort();
+    }
+}
+
+/// Which of a peer's connections an event is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Which {
+    /// The connection the peer normally runs on.
+    Primary,
+    /// A second connection from the peer while the primary is past Active
+    /// (a collision in the making, RFC 4271 §6.8).
+    Second,
+}
+
+/// One connection's FSM, its connection and its running timers.
+#[derive(Debug)]
+struct Slot {
+    sid: u64,
+    session: Session,
+    connection: Option<Connection>,
+    origin: ConnectionOrigin,
+    timers: HashMap<Timer, u64>,
+}
+
+impl Slot {
+    fn new(sid: u64, session: Session) -> Self {
+        Self {
+            sid,
+            session,
+            connection: None,
+            origin: ConnectionOrigin::Outbound,
+            timers: HashMap::new(),
+        }
+    }
+
+    fn conn_id(&self) -> Option<u64> {
+        self.connection.as_ref().map(|c| c.id)
+    }
+}
+
+#[derive(Debug)]
+struct Peer {
+    spec: PeerSpec,
+    primary: Slot,
+    second: Option<Slot>,
+    attempt: Option<u64>,
+    restart: Option<u64>,
+}
+
+impl Peer {
+    fn slot(&self, which: Which) -> Option<&Slot> {
+        match which {
+            Which::Primary => Some(&self.primary),
+            Which::Second => self.second.as_ref(),
+        }
+    }
+
+    fn by_conn(&self, conn: u64) -> Option<Which> {
+        if self.primary.conn_id() == Some(conn) {
+            Some(Which::Primary)
+        } else if self.second.as_ref().and_then(Slot::conn_id) == Some(conn) {
+            Some(Which::Second)
+        } else {
+            None
+        }
+    }
+
+    fn by_sid(&self, sid: u64) -> Option<Which> {
+        if self.primary.sid == sid {
+            Some(Which::Primary)
+        } else if self.second.as_ref().is_some_and(|s| s.sid == sid) {
+            Some(Which::Second)
+        } else {
+            None
+        }
+    }
+}
+
+struct Owner {
+    tx: mpsc::UnboundedSender<Msg>,
+    rib: mpsc::UnboundedSender<RibMsg>,
+    peers: HashMap<IpAddr, Peer>,
+    next_id: u64,
+}
+
+impl Owner {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Msg>) {
+        while let Some(msg) = rx.recv().await {
+            self.handle(msg);
+        }
+    }
+
+    fn id(&mut self) -> u64 {
+        self.next_id += 1;
+        self.next_id
+    }
+
+    fn handle(&mut self, msg: Msg) {
+        match msg {
+            Msg::Command(Command::AddPeer(spec)) => {
+                let address = spec.address;
+                let sid = self.id();
+                let session = Session::new(spec.config.clone(), Instant::now());
+                let peer = Peer {
+                    spec: *spec,
+                    primary: Slot::new(sid, session),
+                    second: None,
+                    attempt: None,
+                    restart: None,
+                };
+                self.peers.insert(address, peer);
+                self.event(address, Which::Primary, Event::ManualStart);
+            }
+            Msg::Command(Command::RemovePeer(address)) => {
+                self.event(address, Which::Second, Event::ManualStop);
+                self.event(address, Which::Primary, Event::ManualStop);
+                self.peers.remove(&address);
+            }
+            Msg::Command(Command::SendUpdate { peer, message }) => {
+                let Some(p) = self.peers.get(&peer) else {
+                    return;
+                };
+                let established = [Which::Primary, Which::Second]
+                    .into_iter()
+                    .filter_map(|w| p.slot(w))
+                    .find(|s| s.session.state() == State::Established);
+                if let Some(c) = established.and_then(|s| s.connection.as_ref()) {
+                    let _ = c.writer.send(message);
+                }
+            }
+            Msg::Command(Command::Status(reply)) => {
+                let mut states: Vec<_> = self
+                    .peers
+                    .iter()
+                    .map(|(a, p)| (*a, p.primary.session.state()))
+                    .collect();
+                states.sort_by_key(|(address, _)| *address);
+                let _ = reply.send(states);
+            }
+            Msg::Accepted(stream, from) => self.accepted(stream, from),
+            Msg::Connected {
+                peer,
+                attempt,
+                stream,
+            } => {
+                let id = self.id();
+                let tx = self.tx.clone();
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.attempt != Some(attempt) {
+                    return;
+                }
+                p.attempt = None;
+                match stream {
+                    Ok(stream) => {
+                        p.primary.connection = Some(attach(peer, id, stream, tx));
+                        p.primary.origin = ConnectionOrigin::Outbound;
+                        self.event(peer, Which::Primary, Event::TcpCrAcked);
+                    }
+                    Err(_) => self.event(peer, Which::Primary, Event::TcpConnectionFails),
+                }
+            }
+            Msg::Frame { peer, conn, frame } => self.frame(peer, conn, frame),
+            Msg::Closed { peer, conn } => {
+                if let Some(which) = self.peers.get(&peer).and_then(|p| p.by_conn(conn)) {
+                    self.event(peer, which, Event::TcpConnectionFails);
+                }
+            }
+            Msg::Timer {
+                peer,
+                sid,
+                timer,
+                generation,
+            } => {
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                let Some(which) = p.by_sid(sid) else { return };
+                let slot = match which {
+                    Which::Primary => &mut p.primary,
+                    Which::Second => p.second.as_mut().expect("by_sid found it"),
+                };
+                if slot.timers.get(&timer) != Some(&generation) {
+                    return;
+                }
+                slot.timers.remove(&timer);
+                let event = match timer {
+                    Timer::ConnectRetry => Event::ConnectRetryTimerExpires,
+                    Timer::Hold => Event::HoldTimerExpires,
+                    Timer::Keepalive => Event::KeepaliveTimerExpires,
+                };
+                self.event(peer, which, event);
+            }
+            Msg::Restart { peer, generation } => {
+                let sid = self.id();
+                let Some(p) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if p.restart != Some(generation) || p.primary.session.state() != State::Idle {
+                    return;
+                }
+                // A fresh session: a promoted second connection ran as passive.
+                p.primary = Slot::new(sid, Session::new(p.spec.config.clone(), Instant::now()));
+                self.event(peer, Which::Primary, Event::AutomaticStart);
+            }
+        }
+    }
+
+    fn accepted(&mut self, stream: TcpStream, from: SocketAddr) {
+        let id = self.id();
+        let sid = self.id();
+        let tx = self.tx.clone();
+        let address = from.ip();
+        // Not a configured peer: dropping the stream closes it.
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        match peer.primary.session.state() {
+            State::Connect | State::Active => {
+                peer.attempt = None;
+                peer.primary.connection = Some(attach(address, id, stream, tx));
+                peer.primary.origin = ConnectionOrigin::Inbound;
+                self.event(address, Which::Primary, Event::TcpConnectionConfirmed);
+            }
+            State::OpenSent | State::OpenConfirm if peer.second.is_none() => {
+                // Run it alongside until an OPEN tells which one to keep.
+                let config = PeerConfig {
+                    passive: true,
+                    ..peer.spec.config.clone()
+                };
+                let mut slot = Slot::new(sid, Session::new(config, Instant::now()));
+                slot.connection = Some(attach(address, id, stream, tx));
+                slot.origin = ConnectionOrigin::Inbound;
+                peer.second = Some(slot);
+                self.event(address, Which::Second, Event::AutomaticStart);
+                self.event(address, Which::Second, Event::TcpConnectionConfirmed);
+            }
+            // Idle refuses connections; an Established session keeps its own.
+            _ => {}
+        }
+    }
+
+    fn frame(&mut self, address: IpAddr, conn: u64, frame: Result<Vec<u8>, DecodeError>) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let Some(which) = peer.by_conn(conn) else {
+            return;
+        };
+        let Some(slot) = peer.slot(which) else { return };
+        let decoded = frame.and_then(|bytes| {
+            let decoded = packet::decode(&bytes, &slot.session.decode_options())?;
+            Ok(decoded.expect("the reader only sends complete frames").0)
+        });
+        let Some(event) = Event::from_decoded(decoded) else {
+            return;
+        };
+        if let Event::BgpOpen(open) = &event {
+            let other = match which {
+                Which::Primary => Which::Second,
+                Which::Second => Which::Primary,
+            };
+            if let Some(other_slot) = peer.slot(other) {
+                // RFC 4271 §6.8: the peer's identifier is in this OPEN.
+                let loser = match other_slot.session.state() {
+                    State::Established => Some(which),
+                    State::OpenSent | State::OpenConfirm => {
+                        let keep = collision_winner(peer.spec.config.local_id, open.bgp_id());
+                        Some(if slot.origin == keep { other } else { which })
+                    }
+                    _ => None,
+                };
+                if let Some(loser) = loser {
+                    self.event(address, loser, Event::OpenCollisionDump);
+                    if loser == which {
+                        return;
+                    }
+                }
+            }
+        }
+        // The loser's exit may have promoted this connection to primary.
+        if let Some(which) = self.peers.get(&address).and_then(|p| p.by_conn(conn)) {
+            self.event(address, which, event);
+        }
+    }
+
+    /// Runs `event` through one of the peer's FSMs and carries out the actions.
+    fn event(&mut self, address: IpAddr, which: Which, event: Event) {
+        let Owner {
+            tx,
+            rib,
+            peers,
+            next_id,
+        } = self;
+        let Some(peer) = peers.get_mut(&address) else {
+            return;
+        };
+        let slot = match which {
+            Which::Primary => &mut peer.primary,
+            Which::Second => match peer.second.as_mut() {
+                Some(slot) => slot,
+                None => return,
+            },
+        };
+        let was_idle = slot.session.state() == State::Idle;
+        let sid = slot.sid;
+        let actions = slot.session.fsm_event(event, Instant::now());
+        for action in actions {
+            match action {
+                Action::Connect => {
+                    *next_id += 1;
+                    let attempt = *next_id;
+                    peer.attempt = Some(attempt);
+                    let tx = tx.clone();
+                    let spec = peer.spec.clone();
+                    tokio::spawn(async move {
+                        let stream = connect(&spec).await;
+                        let _ = tx.send(Msg::Connected {
+                            peer: spec.address,
+                            attempt,
+                            stream,
+                        });
+                    });
+                }
+                Action::Disconnect => {
+                    slot.connection = None;
+                    if which == Which::Primary {
+                        peer.attempt = None;
+                    }
+                }
+                Action::Send(outgoing) => {
+                    if let (Some(c), Ok(bytes)) = (&slot.connection, slot.session.encode(&outgoing))
+                    {
+                        let _ = c.writer.send(bytes);
+                    }
+                }
+                Action::StartTimer(timer, duration) => {
+                    // Unique per start, so a stopped timer's sleeper can never
+                    // pass for a later start of the same timer.
+                    *next_id += 1;
+                    let generation = *next_id;
+                    slot.timers.insert(timer, generation);
+                    let tx = tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(duration).await;
+                        let _ = tx.send(Msg::Timer {
+                            peer: address,
+                            sid,
+                            timer,
+                            generation,
+                        });
+                    });
+                }
+                Action::StopTimer(timer) => {
+                    slot.timers.remove(&timer);
+                }
+                Action::SessionUp(negotiated) => {
+                    let _ = rib.send(RibMsg::Up {
+                        peer: address,
+                        negotiated,
+                    });
+                }
+                Action::SessionDown { stale_for } => {
+                    let _ = rib.send(RibMsg::Down {
+                        peer: address,
+                        stale_for,
+                    });
+                }
+                Action::Deliver(update) => {
+                    let _ = rib.send(RibMsg::Update {
+                        peer: address,
+                        update,
+                    });
+                }
+                Action::ResendRoutes(family) => {
+                    let _ = rib.send(RibMsg::RouteRefresh {
+                        peer: address,
+                        family,
+                    });
+                }
+            }
+        }
+        let state = slot.session.state();
+        let failures = slot.session.connect_retry_counter();
+        let connected = slot.connection.is_some();
+        match which {
+            // A second connection only lives while it has a connection.
+            Which::Second => {
+                if !connected {
+                    peer.second = None;
+                }
+            }
+            Which::Primary if !was_idle && state == State::Idle => {
+                if let Some(second) = peer.second.take() {
+                    // The collision winner carries on as the peer's session.
+                    peer.primary = second;
+                } else if failures > 0 {
+                    // Back in Idle after an error: start again after the retry
+                    // interval (RFC 4271 automatic restart; no damping yet).
+                    *next_id += 1;
+                    let generation = *next_id;
+                    peer.restart = Some(generation);
+                    let tx = tx.clone();
+                    let delay = peer.spec.config.connect_retry;
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        let _ = tx.send(Msg::Restart {
+                            peer: address,
+                            generation,
+                        });
+                    });
+                }
+            }
+            Which::Primary => {}
+        }
+    }
+}
+
+async fn connect(spec: &PeerSpec) -> std::io::Result<TcpStream> {
+    let remote = SocketAddr::new(spec.address, spec.port);
+    let socket = if remote.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(local) = spec.local_address {
+        socket.bind(SocketAddr::new(local, 0))?;
+    }
+    socket.set_nodelay(true)?;
+    socket.connect(remote).await
+}
+
+/// Splits a connection into a reader task (framing only) and a writer task.
+fn attach(
+    peer: IpAddr,
+    conn: u64,
+    stream: TcpStream,
+    tx: mpsc::UnboundedSender<Msg>,
+) -> Connection {
+    let (mut read, mut write) = stream.into_split();
+    let (writer, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
+    tokio::spawn(async move {
+        while let Some(bytes) = outgoing.recv().await {
+            if write.write_all(&bytes).await.is_err() {
+                return;
+            }
+        }
+        let _ = write.shutdown().await;
+    });
+    let reader = tokio::spawn(async move {
+        let mut buf: Vec<u8> = Vec::with_capacity(8192);
+        let mut chunk = vec![0u8; 8192];
+        loop {
+            match packet::frame(&buf) {
+                Ok(Some(frame)) => {
+                    let bytes: Vec<u8> = buf.drain(..frame.len).collect();
+                    if tx
+                        .send(Msg::Frame {
+                            peer,
+                            conn,
+                            frame: Ok(bytes),
+                        })
+                        .is_err()
+                    {
+                        return;
+                    }
+                    continue;
+                }
+                Ok(None) => {}
+                Err(error) => {
+                    let _ = tx.send(Msg::Frame {
+                        peer,
+                        conn,
+                        frame: Err(error),
+                    });
+                    return;
+                }
+            }
+            match read.read(&mut chunk).await {
+                Ok(0) | Err(_) => {
+                    let _ = tx.send(Msg::Closed { peer, conn });
+                    return;
+                }
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    });
+    Connection {
+        id: conn,
+        writer,
+        reader,
+    }
+}
