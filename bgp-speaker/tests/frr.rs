@@ -8,18 +8,17 @@
 
 #![allow(clippy::unwrap_used, reason = "tests")]
 
+mod common;
+
 use std::net::{IpAddr, Ipv4Addr};
-use std::process::Stdio;
 use std::time::Duration;
 
-use bgp_speaker::fsm::{PeerConfig, State};
-use bgp_speaker::packet::Family;
-use bgp_speaker::speaker::{Command, PeerSpec, RibMsg, Speaker};
-use twill_integration::{TestNetns, require_root};
+use bgp_speaker::fsm::State;
+use twill_integration::require_root;
 
 const BGPD: &str = "/usr/lib/frr/bgpd";
-const TWILL: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 1);
-const FRR: Ipv4Addr = Ipv4Addr::new(10, 0, 0, 2);
+const TWILL: Ipv4Addr = common::VETH_TWILL;
+const FRR: Ipv4Addr = common::VETH_PEER;
 
 fn frr_config() -> String {
     // FRR's traditional profile drops eBGP routes without policy (RFC 8212);
@@ -46,36 +45,12 @@ fn session_with_frr_reaches_established_and_receives_its_route() {
     if !twill_integration::require_programs(&[BGPD], "frr") {
         return;
     }
-    let netns = TestNetns::new("twill").unwrap();
-    let frr_netns = TestNetns::new("frr").unwrap();
-    netns
-        .ip(&[
-            "link",
-            "add",
-            "tw0",
-            "type",
-            "veth",
-            "peer",
-            "name",
-            "tw1",
-            "netns",
-            frr_netns.name(),
-        ])
-        .unwrap();
-    netns
-        .ip(&["addr", "add", "10.0.0.1/30", "dev", "tw0"])
-        .unwrap();
-    netns.ip(&["link", "set", "tw0", "up"]).unwrap();
-    frr_netns
-        .ip(&["addr", "add", "10.0.0.2/30", "dev", "tw1"])
-        .unwrap();
-    frr_netns.ip(&["link", "set", "tw1", "up"]).unwrap();
+    let (netns, frr_netns) = common::veth_pair("frr");
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("bgpd.conf");
     std::fs::write(&config, frr_config()).unwrap();
     let log_path = dir.path().join("bgpd.log");
-    let log = std::fs::File::create(&log_path).unwrap();
     let mut command = frr_netns.command(BGPD);
     command
         .args([
@@ -92,70 +67,24 @@ fn session_with_frr_reaches_established_and_receives_its_route() {
         .arg(dir.path().join("bgpd.pid"))
         .arg("--vty_socket")
         .arg(dir.path())
-        .args(["--log", "stdout", "--log-level", "debug"])
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log);
-    let _bgpd = frr_netns.spawn_command(command).unwrap();
+        .args(["--log", "stdout", "--log-level", "debug"]);
+    let _bgpd = common::spawn_logged(&frr_netns, command, &log_path);
     let frr_log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
-    let peer = PeerSpec {
-        address: IpAddr::V4(FRR),
-        port: 179,
-        local_address: Some(IpAddr::V4(TWILL)),
-        config: PeerConfig {
-            local_as: 64512,
-            remote_as: 64513,
-            local_id: Ipv4Addr::new(192, 0, 2, 1),
-            hold_time: 90,
-            connect_retry: Duration::from_secs(1),
-            passive: false,
-            families: vec![Family::Ipv4Unicast, Family::Ipv6Unicast],
-            route_refresh: true,
-            graceful_restart: None,
-        },
-    };
+    let peer = common::ebgp_peer(FRR, TWILL);
 
-    let (negotiated, routes, state_later) = netns
-        .run(|| {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let (speaker, mut rib) = Speaker::start(None);
-                assert!(speaker.command(Command::AddPeer(Box::new(peer))));
-                let negotiated = tokio::time::timeout(Duration::from_secs(30), async {
-                    loop {
-                        if let Some(RibMsg::Up { negotiated, .. }) = rib.recv().await {
-                            return negotiated;
-                        }
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("not established within 30 s; bgpd log:\n{}", frr_log())
-                });
-                let routes = tokio::time::timeout(Duration::from_secs(15), async {
-                    loop {
-                        if let Some(RibMsg::Update { update, .. }) = rib.recv().await {
-                            let routes = update.announced_v4();
-                            if !routes.is_empty() {
-                                return routes;
-                            }
-                        }
-                    }
-                })
-                .await
-                .unwrap_or_else(|_| {
-                    panic!("no route from frr within 15 s; bgpd log:\n{}", frr_log())
-                });
-                // Past FRR's 9 s hold time: keepalives must have flowed.
-                tokio::time::sleep(Duration::from_secs(10)).await;
-                (negotiated, routes, speaker.status().await)
-            })
-        })
-        .unwrap();
+    let (negotiated, routes, state_later) = common::block_on_in(&netns, || async move {
+        let (speaker, mut rib) = common::speaker_with(peer);
+        let negotiated = common::established(&mut rib, Duration::from_secs(30))
+            .await
+            .unwrap_or_else(|_| panic!("not established within 30 s; bgpd log:\n{}", frr_log()));
+        let routes = common::first_update(&mut rib, Duration::from_secs(15), common::announced_v4)
+            .await
+            .unwrap_or_else(|_| panic!("no route from frr within 15 s; bgpd log:\n{}", frr_log()));
+        // Past FRR's 9 s hold time: keepalives must have flowed.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+        (negotiated, routes, speaker.status().await)
+    });
 
     assert_eq!(negotiated.peer_as, 64513);
     assert_eq!(negotiated.peer_id, FRR);

@@ -6,72 +6,23 @@
 //! read-back verification).
 //! Run: `cargo run --release -p felix-rs --example daemon_scale [-- POLICIES]`.
 
-use std::collections::BTreeMap;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::{APPS, LOCAL, REMOTE};
 use felix_rs::daemon::{self, DaemonConfig, health::Health};
 use twill_api::Resource;
-use twill_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
-use twill_api::policy::{GlobalNetworkPolicy, GlobalNetworkPolicySpec};
 use twill_kernel::{NetlinkKernel, NetnsPath, NftConfig};
 use twill_store::{AsyncDatastore, Datastore, Key, MemoryStore};
 
-const LOCAL: usize = 250;
-const REMOTE: usize = 10_000;
-const APPS: usize = 2_000;
-
 fn endpoint(i: usize, node: &str) -> Resource {
-    let mut wep = WorkloadEndpoint::new(
-        format!("{node}-k8s-p{i}-eth0"),
-        Some("ns"),
-        WorkloadEndpointSpec {
-            node: node.into(),
-            orchestrator: "k8s".into(),
-            interface_name: format!("twl{i:08x}"),
-            ip_networks: vec![format!(
-                "10.{}.{}.{}/32",
-                i >> 16 & 255,
-                i >> 8 & 255,
-                i & 255
-            )],
-            ..Default::default()
-        },
-    );
-    wep.metadata.labels = BTreeMap::from([("app".to_string(), format!("app{}", i % APPS))]);
-    wep.into()
+    common::endpoint(i, node, i % APPS).into()
 }
 
 fn policy(i: usize) -> Resource {
-    let rule = |peer: usize| twill_api::common::Rule {
-        action: twill_api::common::Action::Allow,
-        ip_version: None,
-        protocol: Some(twill_api::common::Protocol::Tcp),
-        icmp: None,
-        not_protocol: None,
-        not_icmp: None,
-        source: twill_api::common::EntityRule {
-            selector: format!("app == 'app{peer}'"),
-            ..Default::default()
-        },
-        destination: twill_api::common::EntityRule {
-            ports: vec![twill_api::common::Port::number(80 + (i % 3) as u16)],
-            ..Default::default()
-        },
-        http: None,
-        metadata: None,
-    };
-    let spec = GlobalNetworkPolicySpec {
-        order: Some(i as f64),
-        selector: format!("app == 'app{}'", i % APPS),
-        ingress: vec![
-            rule((i + 1) % APPS),
-            rule((i + 2) % APPS),
-            rule((i + 7) % APPS),
-        ],
-        ..Default::default()
-    };
-    GlobalNetworkPolicy::new(format!("p{i}"), None, spec).into()
+    common::policy(i).into()
 }
 
 fn store(resource: &Resource, store: &MemoryStore) {

@@ -104,39 +104,59 @@ fn serve(pod: &Pod) -> Vec<TcpServer> {
         .collect()
 }
 
+/// Pods x/a, x/b and y/a at `ip(1)`–`ip(3)`, each serving TCP 80 and 81.
+struct ThreePods {
+    // Declared first so the servers stop before their pods go.
+    _servers: Vec<TcpServer>,
+    xa: Pod,
+    xb: Pod,
+    ya: Pod,
+}
+
+impl ThreePods {
+    fn new(node: &twill_integration::Node, ip: impl Fn(u8) -> Ipv4Addr) -> Self {
+        let xa = node.add_pod("xa", ip(1)).expect("pod");
+        let xb = node.add_pod("xb", ip(2)).expect("pod");
+        let ya = node.add_pod("ya", ip(3)).expect("pod");
+        let _servers = [&xa, &xb, &ya].into_iter().flat_map(serve).collect();
+        Self {
+            _servers,
+            xa,
+            xb,
+            ya,
+        }
+    }
+
+    /// The namespace profiles of x and y and the three pods' endpoints.
+    fn fixtures(&self) -> String {
+        [
+            namespace("x"),
+            namespace("y"),
+            endpoint("x", "a", &self.xa),
+            endpoint("x", "b", &self.xb),
+            endpoint("y", "a", &self.ya),
+        ]
+        .concat()
+    }
+}
+
 #[test]
 fn kubernetes_default_deny_with_an_allow_enforces_on_real_traffic() {
     twill_integration::require_root!();
     let fabric = Fabric::new().expect("fabric");
     let node = fabric.add_node("n1").expect("node");
     let ip = |n: u8| Ipv4Addr::new(10, 200, 0, n);
-    let xa = node.add_pod("xa", ip(1)).expect("pod");
-    let xb = node.add_pod("xb", ip(2)).expect("pod");
-    let ya = node.add_pod("ya", ip(3)).expect("pod");
-    let _servers: Vec<TcpServer> = [&xa, &xb, &ya].into_iter().flat_map(serve).collect();
+    let pods = ThreePods::new(&node, ip);
+    let ThreePods { xa, xb, ya, .. } = &pods;
 
     let mut graph = CalcGraph::new("node1");
-    load(
-        &mut graph,
-        &[
-            namespace("x"),
-            namespace("y"),
-            endpoint("x", "a", &xa),
-            endpoint("x", "b", &xb),
-            endpoint("y", "a", &ya),
-        ]
-        .concat(),
-    );
+    load(&mut graph, &pods.fixtures());
     graph.on_update(Update::InSync).expect("in sync");
     let mut cluster = Cluster::new(node);
 
     cluster.program(&graph);
     check(
-        &[
-            (&xb, &xa, 80, true),
-            (&ya, &xa, 81, true),
-            (&xa, &ya, 80, true),
-        ],
+        &[(xb, xa, 80, true), (ya, xa, 81, true), (xa, ya, 80, true)],
         "no policy: the namespace profiles allow everything",
     );
 
@@ -155,12 +175,12 @@ spec:
     cluster.program(&graph);
     check(
         &[
-            (&xb, &xa, 80, true),
-            (&xb, &xa, 81, false),
-            (&ya, &xa, 80, false),
-            (&xa, &xb, 80, false),
-            (&xa, &ya, 80, true),
-            (&ya, &xb, 81, false),
+            (xb, xa, 80, true),
+            (xb, xa, 81, false),
+            (ya, xa, 80, false),
+            (xa, xb, 80, false),
+            (xa, ya, 80, true),
+            (ya, xb, 81, false),
         ],
         "x isolated for ingress; only pod b may reach the named port",
     );
@@ -192,11 +212,7 @@ spec:
     );
     cluster.program(&graph);
     check(
-        &[
-            (&xb, &xa, 80, false),
-            (&xb, &ya, 81, true),
-            (&xb, &ya, 80, false),
-        ],
+        &[(xb, xa, 80, false), (xb, ya, 81, true), (xb, ya, 80, false)],
         "the client's egress Deny wins over the server's ingress Allow",
     );
     established.write_all(b"still-here").expect("write");
@@ -214,7 +230,7 @@ spec:
     let _stranger_servers = serve(&stranger);
     cluster.program(&graph);
     check(
-        &[(&stranger, &ya, 80, false), (&ya, &stranger, 80, false)],
+        &[(&stranger, ya, 80, false), (ya, &stranger, 80, false)],
         "an unprogrammed workload interface is dropped both ways",
     );
 
@@ -231,7 +247,7 @@ spec:
         .expect("delete");
     cluster.program(&graph);
     check(
-        &[(&ya, &xa, 80, true), (&xb, &xa, 81, true)],
+        &[(ya, xa, 80, true), (xb, xa, 81, true)],
         "policies deleted: allowed again",
     );
 }
@@ -242,19 +258,13 @@ fn a_deny_in_an_earlier_tier_wins_and_pass_defers_to_the_next_tier() {
     let fabric = Fabric::new().expect("fabric");
     let node = fabric.add_node("n1").expect("node");
     let ip = |n: u8| Ipv4Addr::new(10, 201, 0, n);
-    let xa = node.add_pod("xa", ip(1)).expect("pod");
-    let xb = node.add_pod("xb", ip(2)).expect("pod");
-    let ya = node.add_pod("ya", ip(3)).expect("pod");
-    let _servers: Vec<TcpServer> = [&xa, &xb, &ya].into_iter().flat_map(serve).collect();
+    let pods = ThreePods::new(&node, ip);
+    let ThreePods { xa, xb, ya, .. } = &pods;
     let mut graph = CalcGraph::new("node1");
     load(
         &mut graph,
         &[
-            namespace("x"),
-            namespace("y"),
-            endpoint("x", "a", &xa),
-            endpoint("x", "b", &xb),
-            endpoint("y", "a", &ya),
+            pods.fixtures(),
             "apiVersion: projectcalico.org/v3
 kind: Tier
 metadata: {name: security}
@@ -288,10 +298,10 @@ spec:
     cluster.program(&graph);
     check(
         &[
-            (&xb, &xa, 80, true),
-            (&ya, &xa, 80, false),
-            (&xb, &xa, 81, false),
-            (&xa, &ya, 81, true),
+            (xb, xa, 80, true),
+            (ya, xa, 80, false),
+            (xb, xa, 81, false),
+            (xa, ya, 81, true),
         ],
         "security tier denies y/a, passes the rest to the default tier",
     );

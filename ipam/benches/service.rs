@@ -131,6 +131,19 @@ fn latency(durability: &str) {
     );
 }
 
+/// Releases the `workers` waiting on `barrier` and measures until the last
+/// of them finished (each returns when it did).
+fn release_and_time(barrier: &Barrier, workers: Vec<std::thread::JoinHandle<Instant>>) -> Duration {
+    barrier.wait();
+    let start = Instant::now();
+    let last = workers
+        .into_iter()
+        .map(|w| w.join().expect("worker"))
+        .max()
+        .expect("at least one worker");
+    last - start
+}
+
 fn concurrent_100(durability: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let db = setup(dir.path(), 1);
@@ -151,14 +164,7 @@ fn concurrent_100(durability: &str) {
                 })
             })
             .collect();
-        barrier.wait();
-        let start = Instant::now();
-        let last = workers
-            .into_iter()
-            .map(|w| w.join().expect("worker"))
-            .max()
-            .expect("100 workers");
-        totals.push(last - start);
+        totals.push(release_and_time(&barrier, workers));
     }
     totals.sort();
     println!(
@@ -196,14 +202,7 @@ fn four_nodes(durability: &str) {
             }));
         }
     }
-    barrier.wait();
-    let start = Instant::now();
-    let last = workers
-        .into_iter()
-        .map(|w| w.join().expect("worker"))
-        .max()
-        .expect("workers");
-    let elapsed = (last - start).as_secs_f64();
+    let elapsed = release_and_time(&barrier, workers).as_secs_f64();
     let total = (NODES * PER_NODE) as f64;
     println!(
         "[{durability}] 4 nodes × {PER_NODE} allocations at once: {elapsed:.2} s, {:.0} allocations/s per node, {:.0} in total",

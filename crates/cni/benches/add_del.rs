@@ -54,26 +54,21 @@ fn sequential(
             let mut dels = Vec::with_capacity(n);
             for (i, pod) in pods.iter().enumerate() {
                 let id = format!("{tag}{i}");
-                let start = Instant::now();
-                let (out, ok) = finish(spawn_plugin(
-                    Command::new(PLUGIN),
-                    "ADD",
-                    &id,
-                    Some(pod.path()),
-                    conf,
-                ));
-                adds.push(start.elapsed());
-                assert!(ok, "ADD {id}: {out}");
-                let start = Instant::now();
-                let (out, ok) = finish(spawn_plugin(
-                    Command::new(PLUGIN),
-                    "DEL",
-                    &id,
-                    Some(pod.path()),
-                    conf,
-                ));
-                dels.push(start.elapsed());
-                assert!(ok, "DEL {id}: {out}");
+                let timed = |verb: &str| {
+                    let start = Instant::now();
+                    let (out, ok) = finish(spawn_plugin(
+                        Command::new(PLUGIN),
+                        verb,
+                        &id,
+                        Some(pod.path()),
+                        conf,
+                    ));
+                    let elapsed = start.elapsed();
+                    assert!(ok, "{verb} {id}: {out}");
+                    elapsed
+                };
+                adds.push(timed("ADD"));
+                dels.push(timed("DEL"));
             }
             (adds, dels)
         })
