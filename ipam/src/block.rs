@@ -82,6 +82,16 @@ impl Slot<'_> {
     pub fn released(&self) -> bool {
         self.attribute.released_at.is_some()
     }
+
+    /// The node the address was allocated for: its `node` attribute, else
+    /// the node the block is affine to.
+    pub fn node<'b>(&'b self, block: &'b IPAMBlockSpec) -> Option<&'b str> {
+        self.attribute
+            .secondary
+            .get("node")
+            .map(String::as_str)
+            .or(block.host())
+    }
 }
 
 /// Why one address could not be taken or released.

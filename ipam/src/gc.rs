@@ -210,12 +210,7 @@ impl Pass<'_> {
                     continue;
                 };
                 let ip = ip_at(&net, slot.ordinal);
-                let node = slot
-                    .attribute
-                    .secondary
-                    .get("node")
-                    .map(String::as_str)
-                    .or(spec.host());
+                let node = slot.node(spec);
                 let (live, node_gone) = self.owner_state(handle, ip, node)?;
                 if live {
                     continue;

@@ -356,12 +356,7 @@ fn orphans(store: &dyn Datastore) -> anyhow::Result<Vec<Orphan>> {
                 continue;
             };
             let ip = ip_at(&net, slot.ordinal);
-            let node = slot
-                .attribute
-                .secondary
-                .get("node")
-                .map(String::as_str)
-                .or(spec.host());
+            let node = slot.node(spec);
             let node_gone = match node {
                 Some(n) => !liveness.node_exists(n)?,
                 None => false,
