@@ -35,11 +35,37 @@
 //! Any failure undoes what was done, in reverse order: endpoint restored
 //! (or deleted), host routes and veth deleted, addresses released.
 //!
-//! Workload labels, service account and named ports come, per field, from
-//! `runtimeConfig` (`labels`, `serviceAccountName`, `ports`), else from
-//! `CNI_ARGS` (`TWILL_LABELS=k=v,k2=v2`, `TWILL_SERVICE_ACCOUNT`), else from
-//! a WorkloadEndpoint pre-declared in the datastore under the name ADD will
-//! use. (Reading them from the Kubernetes API is not implemented yet.)
+//! # Where workload labels come from
+//!
+//! Labels, service account and named ports are resolved per field
+//! ([`workload::Metadata::resolve`]), the first source that has the field
+//! winning:
+//!
+//! 1. `runtimeConfig`: `labels`, `serviceAccountName`, `ports`. A runtime
+//!    fills `runtimeConfig` only with the capabilities a plugin declares,
+//!    and no common runtime (containerd, CRI-O, podman) supplies these
+//!    three; they are for runtimes and tools that can.
+//! 2. `CNI_ARGS`: `TWILL_LABELS=k=v,k2=v2` and `TWILL_SERVICE_ACCOUNT`
+//!    (named ports cannot be passed this way).
+//! 3. A WorkloadEndpoint pre-declared in the datastore under the name ADD
+//!    will use: namespace `K8S_POD_NAMESPACE` (else `default`), name
+//!    `<node>-k8s-<pod>-<ifname>` with the dashes inside each part doubled
+//!    (`cni` and the container ID instead of `k8s` and the pod without
+//!    `K8S_POD_NAME`). ADD keeps its labels, fills in the rest and takes it
+//!    over; DEL deletes it with the attachment.
+//!
+//! Without any of them the endpoint has no labels, no service account and
+//! no named ports, and policies selecting on labels do not match it.
+//!
+//! **There is no Kubernetes mode yet.** Calico's plugin, given
+//! `policy.type: k8s`, reads the Pod and its Namespace from the API server
+//! (labels, annotations, service account, named container ports). Twill's
+//! plugin never contacts an API server, and kubelet with containerd or
+//! CRI-O fills none of the sources above, so in a Kubernetes cluster today
+//! pods get endpoints without labels unless something pre-declares them.
+//! podman, driven in `tests/podman.rs`, passes only `K8S_POD_NAME` (the
+//! container's name): its endpoints land in namespace `default`, and their
+//! labels can come only from a pre-declared endpoint.
 //!
 //! # DEL, CHECK, GC, STATUS ([`ops`])
 //!

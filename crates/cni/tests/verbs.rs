@@ -212,3 +212,160 @@ fn an_ipam_refusal_is_reported_and_leaves_nothing_behind() {
     let pod_links = pod.ip(&["-o", "link"]).unwrap();
     assert!(!pod_links.contains("eth0"), "{pod_links}");
 }
+
+#[test]
+fn check_fails_when_prev_result_disagrees_with_what_add_made() {
+    require_root!();
+    let rig = Rig::new();
+    let conf = rig.conf("1.0.0", json!({}));
+    let pod = TestNetns::new("pod").unwrap();
+    let (result, ok) = rig.cni("ADD", "m1", Some(pod.path()), &conf);
+    assert!(ok, "{result}");
+    let other = json!({"address": "10.77.255.254/32", "gateway": "169.254.1.1", "interface": 1});
+
+    // (case, prevResult.ips)
+    let cases: &[(&str, Value)] = &[
+        ("another address", json!([other.clone()])),
+        ("an extra address", {
+            let mut ips = result["ips"].clone();
+            ips.as_array_mut().unwrap().push(other);
+            ips
+        }),
+        ("no address", json!([])),
+    ];
+    for (case, ips) in cases {
+        let mut check = conf.clone();
+        check["prevResult"] = result.clone();
+        check["prevResult"]["ips"] = ips.clone();
+        let (err, ok) = rig.cni("CHECK", "m1", Some(pod.path()), &check);
+        assert!(!ok, "{case}: CHECK must fail");
+        assert_eq!(err["code"], 105, "{case}: {err}");
+        assert!(
+            err["msg"]
+                .as_str()
+                .unwrap()
+                .contains("prevResult addresses"),
+            "{case}: {err}"
+        );
+    }
+    let mut check = conf.clone();
+    check["prevResult"] = result.clone();
+    let (out, ok) = rig.cni("CHECK", "m1", Some(pod.path()), &check);
+    assert!(ok, "the unchanged prevResult still passes: {out}");
+    let (err, ok) = rig.cni("CHECK", "m1", None, &check);
+    assert!(!ok);
+    assert_eq!(err["code"], 4, "CHECK without CNI_NETNS: {err}");
+
+    assert!(rig.cni("DEL", "m1", Some(pod.path()), &conf).1);
+    rig.assert_clean("after DEL", "m1");
+}
+
+#[test]
+fn del_cleans_up_with_or_without_a_prev_result() {
+    require_root!();
+    let rig = Rig::new();
+    let conf = rig.conf("1.0.0", json!({}));
+    /// DEL's prevResult, made from the ADD result.
+    type PrevResult = fn(&Value) -> Option<Value>;
+    let cases: &[(&str, PrevResult)] = &[
+        ("no prevResult", |_| None),
+        ("the ADD result, as libcni passes it", |r| Some(r.clone())),
+        ("an empty result", |_| Some(json!({"cniVersion": "1.0.0"}))),
+    ];
+    for (i, (case, prev)) in cases.iter().enumerate() {
+        let pod = TestNetns::new("pod").unwrap();
+        let container = format!("p{i}");
+        let (result, ok) = rig.cni("ADD", &container, Some(pod.path()), &conf);
+        assert!(ok, "{case}: {result}");
+        let mut del = conf.clone();
+        if let Some(prev) = prev(&result) {
+            del["prevResult"] = prev;
+        }
+        let (out, ok) = rig.cni("DEL", &container, Some(pod.path()), &del);
+        assert!(ok, "{case}: DEL: {out}");
+        rig.assert_clean(case, &container);
+        let links = pod.ip(&["-o", "link"]).unwrap();
+        assert!(
+            !links.contains("eth0"),
+            "{case}: pod interface left: {links}"
+        );
+    }
+}
+
+#[test]
+fn gc_keeps_listed_attachments_and_what_is_not_this_nodes_attachment() {
+    use twill_store::Datastore;
+    require_root!();
+    let rig = Rig::new();
+    let conf = rig.conf("1.1.0", json!({}));
+    let listed = TestNetns::new("pod").unwrap();
+    let wrong_ifname = TestNetns::new("pod").unwrap();
+    assert!(rig.cni("ADD", "k1", Some(listed.path()), &conf).1);
+    assert!(rig.cni("ADD", "k2", Some(wrong_ifname.path()), &conf).1);
+
+    // A pre-declared endpoint (no container yet) and another node's.
+    let declared = twill_api::Object::new(
+        "node1-k8s-later-eth0",
+        Some("test"),
+        twill_api::endpoint::WorkloadEndpointSpec::default(),
+    );
+    twill_cni::endpoint::put(&*rig.store, &declared, None).unwrap();
+    let elsewhere = twill_api::Object::new(
+        "node2-k8s-remote-eth0",
+        Some("test"),
+        twill_api::endpoint::WorkloadEndpointSpec {
+            node: "node2".into(),
+            container_id: "remote".into(),
+            endpoint: "eth0".into(),
+            ..Default::default()
+        },
+    );
+    twill_cni::endpoint::put(&*rig.store, &elsewhere, None).unwrap();
+
+    // An attachment is (containerID, ifname): k2 listed under another
+    // interface name is stale.
+    let gc = rig.conf(
+        "1.1.0",
+        json!({"cni.dev/valid-attachments": [
+            {"containerID": "k1", "ifname": "eth0"},
+            {"containerID": "k2", "ifname": "net1"},
+        ]}),
+    );
+    let (out, ok) = rig.cni("GC", "", None, &gc);
+    assert!(ok, "GC: {out}");
+    assert!(
+        rig.handle_held("k1"),
+        "the listed attachment keeps its address"
+    );
+    assert!(!rig.handle_held("k2"), "the unlisted one is released");
+    let names: Vec<String> = rig
+        .store
+        .list("WorkloadEndpoint", None)
+        .unwrap()
+        .items
+        .into_iter()
+        .map(|o| o.key.name)
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "node1-k8s-later-eth0",
+            "node1-k8s-pod--k1-eth0",
+            "node2-k8s-remote-eth0"
+        ],
+        "GC deletes only the stale endpoint of this node"
+    );
+    assert_eq!(
+        rig.node_workload_links().lines().count(),
+        1,
+        "the stale veth is gone: {}",
+        rig.node_workload_links()
+    );
+
+    let (out, ok) = rig.cni("GC", "", None, &gc);
+    assert!(ok, "a repeated GC: {out}");
+    assert!(rig.handle_held("k1"));
+    assert!(rig.cni("DEL", "k1", Some(listed.path()), &conf).1);
+    assert!(rig.cni("DEL", "k2", Some(wrong_ifname.path()), &conf).1);
+    rig.assert_clean("after GC and DEL", "k1");
+}
