@@ -553,6 +553,10 @@ fn gc_releases_only_attachments_not_listed() {
     let keep = h.conf(r#","cni.dev/valid-attachments":[{"containerID":"c1","ifname":"eth0"}]"#);
     assert_eq!(ops::gc(&keep, &mut h.deps()).expect("GC"), 0);
     assert!(h.endpoint().is_some());
+    let missing = h.conf("");
+    let err = ops::gc(&missing, &mut h.deps()).expect_err("GC without the list");
+    assert_eq!(err.code(), 7, "{err}");
+    assert!(h.endpoint().is_some(), "a refused GC releases nothing");
     let none = h.conf(r#","cni.dev/valid-attachments":[]"#);
     assert_eq!(ops::gc(&none, &mut h.deps()).expect("GC"), 1);
     assert_eq!(h.held(), 0);

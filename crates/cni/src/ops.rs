@@ -233,14 +233,22 @@ pub fn check(conf: &NetConf, env: &Env, deps: &mut Deps) -> Result<(), CniError>
 /// list in `cni.dev/valid-attachments` — their addresses, host veth and
 /// endpoint. Continues past failures and reports them all at the end.
 ///
+/// A configuration without the list is refused rather than read as "nothing
+/// is valid": an omission must never release every pod on the node.
+///
 /// # Errors
 ///
-/// The collected failures.
+/// [`CniError::InvalidConfig`] without `cni.dev/valid-attachments`; else
+/// the collected failures.
 pub fn gc(conf: &NetConf, deps: &mut Deps) -> Result<usize, CniError> {
-    let valid: BTreeSet<(String, String)> = conf
-        .valid_attachments
+    let Some(attachments) = &conf.valid_attachments else {
+        return Err(CniError::InvalidConfig {
+            field: "cni.dev/valid-attachments",
+            reason: "GC needs the list of valid attachments (an empty list releases every attachment of this node)".into(),
+        });
+    };
+    let valid: BTreeSet<(String, String)> = attachments
         .iter()
-        .flatten()
         .map(|a| (a.container_id.clone(), a.ifname.clone()))
         .collect();
     let listed = deps
