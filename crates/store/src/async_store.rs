@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tracing::{debug, warn};
 
 use crate::{
-    Datastore, Error, Key, List, ListWatchEvent, ListWatcher, Object, Precondition, Result,
+    Datastore, Error, Key, List, ListWatchEvent, ListWatcher, Object, Op, Precondition, Result,
     Revision, WatchEvent,
 };
 
@@ -94,6 +94,15 @@ impl AsyncDatastore {
     /// As [`Datastore::delete`].
     pub async fn delete(&self, key: Key, precondition: Precondition) -> Result<Object> {
         self.run(move |s| s.delete(&key, precondition)).await
+    }
+
+    /// See [`Datastore::txn`].
+    ///
+    /// # Errors
+    ///
+    /// As [`Datastore::txn`].
+    pub async fn txn(&self, ops: Vec<Op>) -> Result<Vec<Object>> {
+        self.run(move |s| s.txn(&ops)).await
     }
 
     /// See [`Datastore::get`].

@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{Datastore, DatastoreExt, Error, Key, Precondition, Revision, Watch, WatchEvent};
+use crate::{Datastore, DatastoreExt, Error, Key, Op, Precondition, Revision, Watch, WatchEvent};
 
 /// How long a case waits for an event that must come.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -79,6 +79,9 @@ macro_rules! conformance_tests {
             watch_from_compacted_revision_fails_and_relist_recovers,
             watch_overtaken_by_compaction_fails_with_compacted,
             concurrent_compare_and_swap_loses_no_increment,
+            txn_applies_every_operation_in_order,
+            txn_with_a_failing_operation_writes_nothing,
+            txn_operations_see_the_earlier_ones,
         );
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
@@ -111,6 +114,9 @@ pub fn run_all<T: Target>(target: &T) {
     watch_from_compacted_revision_fails_and_relist_recovers(target);
     watch_overtaken_by_compaction_fails_with_compacted(target);
     concurrent_compare_and_swap_loses_no_increment(target);
+    txn_applies_every_operation_in_order(target);
+    txn_with_a_failing_operation_writes_nothing(target);
+    txn_operations_see_the_earlier_ones(target);
 }
 
 fn pool(name: &str) -> Key {
@@ -681,4 +687,194 @@ pub fn concurrent_compare_and_swap_loses_no_increment<T: Target>(target: &T) {
     }
     let count = store.get(&key).expect("get").value["count"].as_u64();
     assert_eq!(count, Some(THREADS * INCREMENTS));
+}
+
+/// A transaction applies its operations in order, each with its own
+/// revision, returns what each single operation would, and watchers see
+/// the writes in that order.
+pub fn txn_applies_every_operation_in_order<T: Target>(target: &T) {
+    let store = target.new_store();
+    let a = store
+        .create(&pool("a"), &json!({"v": 1}))
+        .expect("create a");
+    let d = store
+        .create(&pool("d"), &json!({"v": 1}))
+        .expect("create d");
+    let mut watch = store
+        .watch("IPPool", None, d.revision)
+        .expect("watch from d");
+    let results = store
+        .txn(&[
+            Op::Create {
+                key: pool("b"),
+                value: json!({"v": 1}),
+            },
+            Op::Update {
+                key: pool("a"),
+                value: json!({"v": 2}),
+                precondition: Precondition::Revision(a.revision),
+            },
+            Op::Delete {
+                key: pool("d"),
+                precondition: Precondition::Unconditional,
+            },
+        ])
+        .expect("txn");
+    assert_eq!(results.len(), 3);
+    assert_eq!(results[0].key, pool("b"));
+    assert_eq!(results[1].value, json!({"v": 2}));
+    assert_eq!(results[2], d, "a delete returns the last state");
+    assert!(results[0].revision > d.revision);
+    assert_eq!(results[1].revision.0, results[0].revision.0 + 1);
+    assert_eq!(store.get(&pool("b")).expect("get b"), results[0]);
+    assert_eq!(store.get(&pool("a")).expect("get a"), results[1]);
+    assert!(matches!(store.get(&pool("d")), Err(Error::NotFound { .. })));
+    match next_change(&mut *watch) {
+        WatchEvent::Added(o) => assert_eq!(o, results[0]),
+        other => panic!("expected Added b, got {other:?}"),
+    }
+    match next_change(&mut *watch) {
+        WatchEvent::Modified(o) => assert_eq!(o, results[1]),
+        other => panic!("expected Modified a, got {other:?}"),
+    }
+    match next_change(&mut *watch) {
+        WatchEvent::Deleted(o) => {
+            assert_eq!(o.key, pool("d"));
+            assert_eq!(o.revision.0, results[1].revision.0 + 1);
+        }
+        other => panic!("expected Deleted d, got {other:?}"),
+    }
+    assert_eq!(
+        store.current_revision().expect("revision").0,
+        results[1].revision.0 + 1
+    );
+}
+
+/// When any operation fails, the transaction reports that operation's error
+/// and nothing of it is written: no object, no revision, no event.
+pub fn txn_with_a_failing_operation_writes_nothing<T: Target>(target: &T) {
+    let store = target.new_store();
+    let a = store
+        .create(&pool("a"), &json!({"v": 1}))
+        .expect("create a");
+    let stale = a.revision;
+    store
+        .update(&pool("a"), &json!({"v": 2}), Precondition::Unconditional)
+        .expect("update a");
+    let before = store.current_revision().expect("revision");
+    let mut watch = store.watch("IPPool", None, before).expect("watch");
+    let fresh = || Op::Create {
+        key: pool("new"),
+        value: json!({}),
+    };
+    type IsExpected = fn(&Error) -> bool;
+    let cases: Vec<(Vec<Op>, IsExpected)> = vec![
+        (
+            vec![
+                fresh(),
+                Op::Create {
+                    key: pool("a"),
+                    value: json!({}),
+                },
+            ],
+            |e| matches!(e, Error::AlreadyExists { key } if key.name == "a"),
+        ),
+        (
+            vec![
+                fresh(),
+                Op::Update {
+                    key: pool("a"),
+                    value: json!({}),
+                    precondition: Precondition::Revision(stale),
+                },
+            ],
+            |e| matches!(e, Error::Conflict { key, .. } if key.name == "a"),
+        ),
+        (
+            vec![
+                fresh(),
+                Op::Delete {
+                    key: pool("absent"),
+                    precondition: Precondition::Unconditional,
+                },
+            ],
+            |e| matches!(e, Error::NotFound { key } if key.name == "absent"),
+        ),
+        (
+            vec![
+                fresh(),
+                Op::Create {
+                    key: pool("a/b"),
+                    value: json!({}),
+                },
+            ],
+            |e| matches!(e, Error::InvalidKey { .. }),
+        ),
+    ];
+    for (ops, expected) in cases {
+        let error = store.txn(&ops).expect_err("the transaction must fail");
+        assert!(expected(&error), "unexpected error {error:?} for {ops:?}");
+        assert!(
+            matches!(store.get(&pool("new")), Err(Error::NotFound { .. })),
+            "the earlier create of {ops:?} must not be written"
+        );
+        assert_eq!(store.current_revision().expect("revision"), before);
+    }
+    assert_eq!(store.get(&pool("a")).expect("get a").value, json!({"v": 2}));
+    assert_no_change(&mut *watch, Duration::from_millis(100));
+}
+
+/// Later operations of a transaction see the earlier ones: create, update
+/// and delete of one key in one transaction, and a transaction of nothing
+/// writes nothing.
+pub fn txn_operations_see_the_earlier_ones<T: Target>(target: &T) {
+    let store = target.new_store();
+    assert!(store.txn(&[]).expect("empty txn").is_empty());
+    assert_eq!(store.current_revision().expect("revision"), Revision(0));
+    let results = store
+        .txn(&[
+            Op::Create {
+                key: pool("x"),
+                value: json!({"v": 1}),
+            },
+            Op::Update {
+                key: pool("x"),
+                value: json!({"v": 2}),
+                precondition: Precondition::Unconditional,
+            },
+            Op::Create {
+                key: pool("y"),
+                value: json!({"v": 1}),
+            },
+        ])
+        .expect("create then update");
+    assert_eq!(store.get(&pool("x")).expect("get x"), results[1]);
+    let second = store
+        .txn(&[
+            Op::Delete {
+                key: pool("y"),
+                precondition: Precondition::Revision(results[2].revision),
+            },
+            Op::Create {
+                key: pool("y"),
+                value: json!({"v": 9}),
+            },
+        ])
+        .expect("delete then create again");
+    assert_eq!(store.get(&pool("y")).expect("get y"), second[1]);
+    let error = store
+        .txn(&[
+            Op::Delete {
+                key: pool("x"),
+                precondition: Precondition::Unconditional,
+            },
+            Op::Update {
+                key: pool("x"),
+                value: json!({}),
+                precondition: Precondition::Unconditional,
+            },
+        ])
+        .expect_err("an update after a delete in the same transaction");
+    assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
+    assert_eq!(store.get(&pool("x")).expect("x is still there"), results[1]);
 }

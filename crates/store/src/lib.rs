@@ -14,6 +14,8 @@
 //! - [`Datastore::update`] and [`Datastore::delete`] take a [`Precondition`]:
 //!   a compare-and-swap on the object's revision ([`Error::Conflict`] names
 //!   the key, the expected and the actual revision), or unconditional;
+//! - [`Datastore::txn`] applies several creates, updates and deletes as one
+//!   transaction: all of them or none;
 //! - [`Datastore::list`] returns the items of a kind (optionally of one
 //!   namespace) and the revision the list was read at;
 //! - [`Datastore::watch`] yields every change of a kind (optionally of one
@@ -253,6 +255,44 @@ impl Precondition {
     }
 }
 
+/// One write of a [`Datastore::txn`], with the semantics of the single
+/// operation of the same name.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    /// [`Datastore::create`]: fails if the key is taken.
+    Create {
+        /// Where to create.
+        key: Key,
+        /// The body.
+        value: serde_json::Value,
+    },
+    /// [`Datastore::update`]: the object must exist and the precondition hold.
+    Update {
+        /// What to replace.
+        key: Key,
+        /// The new body.
+        value: serde_json::Value,
+        /// The revision check.
+        precondition: Precondition,
+    },
+    /// [`Datastore::delete`]: the object must exist and the precondition hold.
+    Delete {
+        /// What to delete.
+        key: Key,
+        /// The revision check.
+        precondition: Precondition,
+    },
+}
+
+impl Op {
+    /// The key the operation writes.
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::Create { key, .. } | Self::Update { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+}
+
 /// One change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
@@ -336,6 +376,23 @@ pub trait Datastore: Send + Sync {
     /// if its revision differs from the expected one.
     fn delete(&self, key: &Key, precondition: Precondition) -> Result<Object>;
 
+    /// Applies `ops` in order as one transaction: all of them or none.
+    /// Each operation sees the effects of the earlier ones (a create and
+    /// then an update of the same key is allowed), gets its own revision
+    /// (consecutive, so watchers see the writes in order) and becomes
+    /// visible to readers and watchers together with the others. Returns,
+    /// per operation, what the single operation returns: the written object,
+    /// or for a delete the object's last state. An empty `ops` writes
+    /// nothing.
+    ///
+    /// # Errors
+    ///
+    /// The error of the first operation that fails, as the single operation
+    /// reports it ([`Error::AlreadyExists`], [`Error::NotFound`],
+    /// [`Error::Conflict`], [`Error::InvalidKey`] with the key); then nothing
+    /// was written.
+    fn txn(&self, ops: &[Op]) -> Result<Vec<Object>>;
+
     /// Reads one object.
     ///
     /// # Errors
@@ -383,6 +440,9 @@ impl<S: Datastore + ?Sized> Datastore for std::sync::Arc<S> {
     }
     fn delete(&self, key: &Key, precondition: Precondition) -> Result<Object> {
         (**self).delete(key, precondition)
+    }
+    fn txn(&self, ops: &[Op]) -> Result<Vec<Object>> {
+        (**self).txn(ops)
     }
     fn get(&self, key: &Key) -> Result<Object> {
         (**self).get(key)

@@ -6,7 +6,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use crate::{
-    Datastore, Error, Key, List, Object, Precondition, Result, Revision, Watch, WatchEvent,
+    Datastore, Error, Key, List, Object, Op, Precondition, Result, Revision, Watch, WatchEvent,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -125,6 +125,97 @@ impl Datastore for MemoryStore {
         drop(state);
         self.shared.changed.notify_all();
         Ok(last)
+    }
+
+    fn txn(&self, ops: &[Op]) -> Result<Vec<Object>> {
+        for op in ops {
+            op.key().validate()?;
+        }
+        let mut state = self.lock();
+        // Every operation is checked against the state plus the earlier
+        // operations' effects before anything is applied, so a failing
+        // operation leaves the store untouched.
+        let mut staged: BTreeMap<&Key, Option<(Revision, serde_json::Value)>> = BTreeMap::new();
+        let mut revision = state.revision;
+        let mut changes = Vec::with_capacity(ops.len());
+        let mut results = Vec::with_capacity(ops.len());
+        for op in ops {
+            let key = op.key();
+            let current = match staged.get(key) {
+                Some(staged) => staged.clone(),
+                None => state.objects.get(key).cloned(),
+            };
+            let existing = |precondition: Precondition| match &current {
+                Some((actual, value)) => {
+                    precondition.check(key, *actual)?;
+                    Ok((*actual, value.clone()))
+                }
+                None => Err(Error::NotFound { key: key.clone() }),
+            };
+            revision += 1;
+            let (change, object, result) = match op {
+                Op::Create { value, .. } => {
+                    if current.is_some() {
+                        return Err(Error::AlreadyExists { key: key.clone() });
+                    }
+                    let object = Object {
+                        key: key.clone(),
+                        revision: Revision(revision),
+                        value: value.clone(),
+                    };
+                    (Change::Added, object.clone(), object)
+                }
+                Op::Update {
+                    value,
+                    precondition,
+                    ..
+                } => {
+                    existing(*precondition)?;
+                    let object = Object {
+                        key: key.clone(),
+                        revision: Revision(revision),
+                        value: value.clone(),
+                    };
+                    (Change::Modified, object.clone(), object)
+                }
+                Op::Delete { precondition, .. } => {
+                    let (last, value) = existing(*precondition)?;
+                    let event = Object {
+                        key: key.clone(),
+                        revision: Revision(revision),
+                        value: value.clone(),
+                    };
+                    let result = Object {
+                        key: key.clone(),
+                        revision: last,
+                        value,
+                    };
+                    (Change::Deleted, event, result)
+                }
+            };
+            let after =
+                (change != Change::Deleted).then(|| (object.revision, object.value.clone()));
+            staged.insert(key, after);
+            changes.push((change, object));
+            results.push(result);
+        }
+        if changes.is_empty() {
+            return Ok(results);
+        }
+        state.revision = revision;
+        for (change, object) in changes {
+            if change == Change::Deleted {
+                state.objects.remove(&object.key);
+            } else {
+                state
+                    .objects
+                    .insert(object.key.clone(), (object.revision, object.value.clone()));
+            }
+            state.history.push_back((change, object));
+        }
+        drop(state);
+        self.shared.changed.notify_all();
+        Ok(results)
     }
 
     fn get(&self, key: &Key) -> Result<Object> {

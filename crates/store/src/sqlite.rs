@@ -10,9 +10,10 @@
 //!                                         a Deleted row holds the last state
 //! ```
 //!
-//! Every write is one `BEGIN IMMEDIATE` transaction that bumps the revision,
-//! writes `objects` and appends to `events`, so the revision, the state and
-//! the history never disagree, whichever process wrote and whenever it died.
+//! Every write (or [`Datastore::txn`] of several) is one `BEGIN IMMEDIATE`
+//! transaction that bumps the revision, writes `objects` and appends to
+//! `events`, so the revision, the state and the history never disagree,
+//! whichever process wrote and whenever it died.
 //! WAL mode lets readers and watchers run while a writer commits; a busy
 //! handler makes writers queue for the write lock (retrying every few hundred
 //! microseconds, up to [`SqliteOptions::busy_timeout`]) instead of failing.
@@ -29,7 +30,7 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use tracing::{debug, info_span, trace};
 
 use crate::sqlite_watch::SqliteWatch;
-use crate::{Datastore, Error, Key, List, Object, Precondition, Result, Revision, Watch};
+use crate::{Datastore, Error, Key, List, Object, Op, Precondition, Result, Revision, Watch};
 
 /// The newest schema version this build reads and writes.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -373,29 +374,62 @@ impl SqliteStore {
         Ok(result)
     }
 
-    /// Writes `value` at `key` as an `event_type` change, in one transaction
-    /// after `check` passes (create and update).
-    fn write_checked(
-        &self,
-        operation: &'static str,
-        key: &Key,
-        value: &serde_json::Value,
-        event_type: i64,
-        check: impl FnOnce(&rusqlite::Transaction<'_>, &Path) -> Result<()>,
-    ) -> Result<Object> {
-        let body = value.to_string();
-        let revision = self.write(operation, |tx, path| {
-            check(tx, path)?;
+    /// Applies one operation inside the write transaction `tx`.
+    fn apply_in(&self, tx: &rusqlite::Transaction<'_>, path: &Path, op: &Op) -> Result<Object> {
+        let write = |key: &Key, value: &serde_json::Value, event_type: i64| {
+            let body = value.to_string();
             let revision = self.record(tx, path, key, event_type, &body)?;
             Self::upsert(tx, path, key, revision, &body)?;
-            Ok(revision)
-        })?;
-        trace!(key = %key, revision, "wrote object");
-        Ok(Object {
-            key: key.clone(),
-            revision: from_sql_revision(revision),
-            value: value.clone(),
-        })
+            trace!(key = %key, revision, "wrote object");
+            Ok(Object {
+                key: key.clone(),
+                revision: from_sql_revision(revision),
+                value: value.clone(),
+            })
+        };
+        match op {
+            Op::Create { key, value } => {
+                if Self::current_in(tx, path, key, "read object")?.is_some() {
+                    return Err(Error::AlreadyExists { key: key.clone() });
+                }
+                write(key, value, EVENT_ADDED)
+            }
+            Op::Update {
+                key,
+                value,
+                precondition,
+            } => {
+                Self::check(tx, path, key, *precondition)?;
+                write(key, value, EVENT_MODIFIED)
+            }
+            Op::Delete { key, precondition } => {
+                let (revision, body) = Self::check(tx, path, key, *precondition)?;
+                self.record(tx, path, key, EVENT_DELETED, &body)?;
+                tx.prepare_cached(
+                    "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                )
+                .and_then(|mut stmt| {
+                    stmt.execute(params![
+                        key.kind,
+                        namespace_column(key.namespace.as_deref()),
+                        key.name
+                    ])
+                })
+                .map_err(|e| sql_error(path, "delete object", e))?;
+                trace!(key = %key, last_revision = revision, "deleted object");
+                Ok(Object {
+                    key: key.clone(),
+                    revision: from_sql_revision(revision),
+                    value: parse_body(key, &body)?,
+                })
+            }
+        }
+    }
+
+    /// Applies one operation in its own transaction.
+    fn write_one(&self, operation: &'static str, op: &Op) -> Result<Object> {
+        op.key().validate()?;
+        self.write(operation, |tx, path| self.apply_in(tx, path, op))
     }
 
     /// Bumps the revision, records the event and compacts old history now
@@ -529,13 +563,11 @@ fn compact_in(tx: &rusqlite::Transaction<'_>, path: &Path, through: i64) -> Resu
 
 impl Datastore for SqliteStore {
     fn create(&self, key: &Key, value: &serde_json::Value) -> Result<Object> {
-        key.validate()?;
-        self.write_checked("create", key, value, EVENT_ADDED, |tx, path| {
-            if Self::current_in(tx, path, key, "read object")?.is_some() {
-                return Err(Error::AlreadyExists { key: key.clone() });
-            }
-            Ok(())
-        })
+        let op = Op::Create {
+            key: key.clone(),
+            value: value.clone(),
+        };
+        self.write_one("create", &op)
     }
 
     fn update(
@@ -544,35 +576,31 @@ impl Datastore for SqliteStore {
         value: &serde_json::Value,
         precondition: Precondition,
     ) -> Result<Object> {
-        key.validate()?;
-        self.write_checked("update", key, value, EVENT_MODIFIED, |tx, path| {
-            Self::check(tx, path, key, precondition).map(|_| ())
-        })
+        let op = Op::Update {
+            key: key.clone(),
+            value: value.clone(),
+            precondition,
+        };
+        self.write_one("update", &op)
     }
 
     fn delete(&self, key: &Key, precondition: Precondition) -> Result<Object> {
-        key.validate()?;
-        let (revision, body) = self.write("delete", |tx, path| {
-            let (revision, body) = Self::check(tx, path, key, precondition)?;
-            self.record(tx, path, key, EVENT_DELETED, &body)?;
-            tx.prepare_cached(
-                "DELETE FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute(params![
-                    key.kind,
-                    namespace_column(key.namespace.as_deref()),
-                    key.name
-                ])
-            })
-            .map_err(|e| sql_error(path, "delete object", e))?;
-            Ok((revision, body))
-        })?;
-        trace!(key = %key, last_revision = revision, "deleted object");
-        Ok(Object {
+        let op = Op::Delete {
             key: key.clone(),
-            revision: from_sql_revision(revision),
-            value: parse_body(key, &body)?,
+            precondition,
+        };
+        self.write_one("delete", &op)
+    }
+
+    fn txn(&self, ops: &[Op]) -> Result<Vec<Object>> {
+        for op in ops {
+            op.key().validate()?;
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("transaction", |tx, path| {
+            ops.iter().map(|op| self.apply_in(tx, path, op)).collect()
         })
     }
 
