@@ -17,6 +17,11 @@ use serde::{Deserialize, Serialize};
 /// Where felix-rs writes endpoint status files by default.
 pub const DEFAULT_ENDPOINT_STATUS_DIR: &str = "/var/run/twill/endpoint-status";
 
+/// Where felix-rs publishes the MTU pods should use (the host MTU minus any
+/// encapsulation overhead), one decimal number; twill-cni reads it when its
+/// configuration sets no `mtu` (Calico's `/var/lib/calico/mtu`).
+pub const DEFAULT_MTU_FILE: &str = "/var/lib/twill/mtu";
+
 /// What felix-rs reports about one local WorkloadEndpoint.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]

@@ -236,7 +236,10 @@ fn wire(
 ) -> Result<CniResult, CniError> {
     let host_if = workload.host_ifname();
     let ifname = &workload.ifname;
-    let mtu = conf.mtu.unwrap_or_else(|| detect_mtu(&*rb.deps.host));
+    let mtu = conf
+        .mtu
+        .or_else(|| published_mtu(&conf.mtu_file))
+        .unwrap_or_else(|| detect_mtu(&*rb.deps.host));
 
     // A host veth of this pod without the pod side is debris of an earlier
     // sandbox (its namespace is gone); the name is needed now.
@@ -391,6 +394,17 @@ fn wire(
         .collect(),
         dns: conf.dns.clone(),
     })
+}
+
+/// The pod MTU felix-rs published in `path` (one decimal number), when the
+/// file exists and holds a valid MTU (576 to 65535).
+pub fn published_mtu(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path)
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+        .filter(|mtu| (576..=65535).contains(mtu))
 }
 
 /// MTU used when the configuration sets none.

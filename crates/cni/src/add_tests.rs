@@ -138,10 +138,12 @@ impl Harness {
 
     fn conf(&self, extra: &str) -> NetConf {
         let dir = serde_json::to_string(self.status_dir.path()).expect("path");
+        // Never the host's published MTU: a file tests may write.
+        let mtu_file = serde_json::to_string(&self.status_dir.path().join("mtu")).expect("path");
         NetConf::parse(
             format!(
                 r#"{{"cniVersion":"1.0.0","name":"twill","type":"twill-cni",
-                   "endpoint_status_dir":{dir}{extra}}}"#
+                   "endpoint_status_dir":{dir},"mtu_file":{mtu_file}{extra}}}"#
             )
             .as_bytes(),
         )
@@ -597,6 +599,33 @@ fn the_mtu_comes_from_the_config_else_the_default_route_interface() {
             .mtu,
         9000
     );
+}
+
+#[test]
+fn the_published_mtu_is_used_when_the_config_sets_none() {
+    let cases = [
+        (r#","policy_setup_timeout":0"#, 1450),
+        (r#","policy_setup_timeout":0,"mtu":9000"#, 9000),
+    ];
+    for (extra, want) in cases {
+        let h = Harness::new();
+        std::fs::write(h.status_dir.path().join("mtu"), "1450\n").expect("write");
+        add(&h.conf(extra), &h.env("c1"), &mut h.deps()).expect("ADD");
+        let mtu = h
+            .kernel
+            .get_link(&h.host_links()[0])
+            .wait()
+            .expect("veth")
+            .mtu;
+        assert_eq!(mtu, want, "{extra}");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("mtu");
+    for (text, want) in [("1450\n", Some(1450)), ("garbage", None), ("100", None)] {
+        std::fs::write(&file, text).expect("write");
+        assert_eq!(published_mtu(&file), want, "{text:?}");
+    }
+    assert_eq!(published_mtu(&dir.path().join("absent")), None);
 }
 
 #[test]

@@ -165,10 +165,15 @@ pub struct NetConf {
     /// The plugin's type (`twill-cni`).
     #[serde(rename = "type")]
     pub plugin_type: String,
-    /// Pod interface MTU (default: the MTU of the host's default-route
-    /// interface — routed pods have no encapsulation overhead — else 1500).
+    /// Pod interface MTU (default: the number felix-rs publishes in
+    /// `mtu_file`, which accounts for VXLAN; without it the MTU of the
+    /// host's default-route interface, else 1500).
     #[serde(default)]
     pub mtu: Option<u32>,
+    /// Where felix-rs publishes the pod MTU (default
+    /// `twill_api::status::DEFAULT_MTU_FILE`).
+    #[serde(default = "default_mtu_file")]
+    pub mtu_file: PathBuf,
     /// The IPAM section.
     #[serde(default)]
     pub ipam: IpamConf,
@@ -242,6 +247,9 @@ pub struct RuntimeConfig {
 
 fn default_ipam_socket() -> PathBuf {
     PathBuf::from(DEFAULT_IPAM_SOCKET)
+}
+fn default_mtu_file() -> PathBuf {
+    PathBuf::from(twill_api::status::DEFAULT_MTU_FILE)
 }
 fn default_datastore() -> PathBuf {
     PathBuf::from(DEFAULT_DATASTORE)

@@ -12,9 +12,10 @@
 //! 2. Refuse if `CNI_IFNAME` already exists in the pod (code 104).
 //! 3. Allocate from the node IPAM service, handle
 //!    `k8s-pod-network.<containerID>`.
-//! 4. Create the veth (MTU from the configuration, else the host's
-//!    default-route interface's): host side `twl` + 11 hex digits of
-//!    sha256(`<namespace>.<pod>`), MAC `ee:ee:ee:ee:ee:ee`; the peer is
+//! 4. Create the veth (MTU from the configuration, else the one felix-rs
+//!    publishes in `mtu_file`, else the host's default-route interface's):
+//!    host side `twl` + 11 hex digits of sha256(`<namespace>.<pod>`), MAC
+//!    `ee:ee:ee:ee:ee:ee`; the peer is
 //!    created directly in the pod namespace as `CNI_IFNAME`.
 //! 5. Host sysctls: `forwarding=1`, `proxy_arp=1`, `neigh/proxy_delay=0`;
 //!    for IPv6 `disable_ipv6=0`, `accept_ra=0`, `forwarding=1`,

@@ -197,5 +197,6 @@ async fn execute(
         Op::NftReadTable(id) => nft::read_table(nft_config, &id).map(R::NftTable),
         Op::NftDeleteTable(id) => done(nft::delete_table(nft_config, &id)),
         Op::NftListTables => nft::list_tables(nft_config).map(R::NftTables),
+        Op::DeleteConntrack { ip } => done(crate::conntrack::delete_flows(ip)),
     }
 }

@@ -64,6 +64,8 @@ pub enum KernelObject {
     NftTransaction,
     /// The `nft` binary itself.
     NftBinary(PathBuf),
+    /// The connection-tracking entries of an address.
+    Conntrack(std::net::IpAddr),
 }
 
 impl fmt::Display for KernelObject {
@@ -79,6 +81,7 @@ impl fmt::Display for KernelObject {
             Self::NftTable { family, name } => write!(f, "nft table {family} {name}"),
             Self::NftTransaction => write!(f, "nft transaction"),
             Self::NftBinary(path) => write!(f, "nft binary {}", path.display()),
+            Self::Conntrack(ip) => write!(f, "conntrack entries of {ip}"),
         }
     }
 }

@@ -67,6 +67,7 @@
 
 pub mod addr;
 mod backend;
+pub mod conntrack;
 pub mod error;
 pub mod fake;
 mod fake_nft;

@@ -158,6 +158,12 @@ pub enum KernelOp {
     NftDeleteTable(NftTableId),
     /// List all tables.
     NftListTables,
+    /// Delete every connection-tracking flow from or to an address
+    /// (`conntrack -D`); none to delete is success.
+    DeleteConntrack {
+        /// The address.
+        ip: IpAddr,
+    },
 }
 
 impl KernelOp {
@@ -197,6 +203,7 @@ impl KernelOp {
             Self::NftReadTable(_) => "nft_read_table",
             Self::NftDeleteTable(_) => "nft_delete_table",
             Self::NftListTables => "nft_list_tables",
+            Self::DeleteConntrack { .. } => "delete_conntrack",
         }
     }
 
@@ -566,6 +573,10 @@ pub trait KernelExt: Kernel {
     fn nft_delete_table(&self, family: &str, name: &str) -> Pending<()> {
         self.submit(KernelOp::NftDeleteTable(NftTableId::new(family, name)))
             .map(done)
+    }
+    /// See [`KernelOp::DeleteConntrack`].
+    fn delete_conntrack(&self, ip: IpAddr) -> Pending<()> {
+        self.submit(KernelOp::DeleteConntrack { ip }).map(done)
     }
     /// See [`KernelOp::NftListTables`].
     fn nft_list_tables(&self) -> Pending<Vec<NftTableId>> {
