@@ -347,7 +347,7 @@ impl Ipam {
     }
 
     /// Claims a free block in the first pool that has one.
-    fn claim_new<'p>(
+    pub(crate) fn claim_new<'p>(
         &self,
         snapshot: &Snapshot,
         node: &str,

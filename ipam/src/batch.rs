@@ -1,14 +1,20 @@
-//! Serving several requests of one node with one block write.
+//! Serving several requests of one node with one datastore commit.
 //!
 //! When many pods start at once, the node IPAM service drains its queue and
 //! hands the single-address requests to [`Ipam::allocate_many`]: one read of
-//! the pools, one handle write per request and one block write for all of
-//! them, instead of a block write (and a conflict to retry) per request.
+//! the pools, then per block one transaction ([`Datastore::txn`]) that
+//! writes every request's handle and the block together — one commit (one
+//! fsync) for the batch instead of one per handle plus one per block, and
+//! no window in which a handle counts an address the block does not hold.
+//!
+//! [`Datastore::txn`]: twill_store::Datastore::txn
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
-use twill_api::ipam::IPAMBlockSpec;
+use twill_api::Spec;
+use twill_api::ipam::{IPAMBlockSpec, IPAMHandleSpec};
+use twill_store::{Error as StoreError, Op, Precondition};
 
 use crate::Ipam;
 use crate::allocate::{AllocateRequest, AllocatedIp, check_request};
@@ -16,7 +22,7 @@ use crate::block::{BlockExt, ip_at};
 use crate::error::{IpamError, Result};
 use crate::handle;
 use crate::pool::{Family, Pool, PoolFilter, Snapshot, node_labels};
-use crate::store::{self, CAS_RETRIES, Cas, Stored, cidr_name};
+use crate::store::{self, CAS_RETRIES, Stored, cidr_name};
 
 /// Requests that may share block writes: one address of one family, from
 /// one node, choosing pools the same way.
@@ -52,8 +58,9 @@ type Results = Vec<Option<Result<Vec<AllocatedIp>>>>;
 impl Ipam {
     /// Serves several requests, with the results in request order. Requests
     /// for one address of one family from the same node with the same pool
-    /// choice share block writes (see the module docs); the others, and
-    /// those the node's current blocks cannot hold, go through
+    /// choice share block writes (see the module docs), in the node's blocks
+    /// and in blocks newly claimed for them; the others, and those that
+    /// would have to borrow from other nodes' blocks, go through
     /// [`Ipam::allocate`] one by one.
     pub fn allocate_many(&self, requests: &[AllocateRequest]) -> Vec<Result<Vec<AllocatedIp>>> {
         let mut results: Results = requests.iter().map(|_| None).collect();
@@ -66,9 +73,7 @@ impl Ipam {
             }
         }
         for (s, members) in &groups {
-            if members.len() > 1
-                && let Err(e) = self.serve_group(s, members, requests, &mut results)
-            {
+            if let Err(e) = self.serve_group(s, members, requests, &mut results) {
                 tracing::debug!(error = %e, "batched allocation failed; serving one by one");
             }
         }
@@ -112,13 +117,42 @@ impl Ipam {
                 pending.retain(|p| *p != i);
             }
         }
+        // The node's blocks are full: claim new ones for the rest, as
+        // `allocate` would, up to the node's limit. Borrowing from other
+        // nodes' blocks is left to `allocate`, one request at a time.
+        let limit = snapshot
+            .config
+            .max_blocks_per_host
+            .min(s.max_blocks_per_host.unwrap_or(usize::MAX));
+        while !pending.is_empty() && snapshot.config.auto_allocate_blocks {
+            if self.affine_blocks(s.node, &pools, true)?.len() >= limit {
+                break;
+            }
+            let Some((net, pool)) = self.claim_new(&snapshot, s.node, &pools)? else {
+                break;
+            };
+            let served =
+                self.take_many(&snapshot, s.node, net, pool, &pending, requests, results)?;
+            if served.is_empty() {
+                break;
+            }
+            for (i, ip) in served {
+                results[i] = Some(Ok(vec![ip]));
+                pending.retain(|p| *p != i);
+            }
+        }
         Ok(())
     }
 
-    /// One address each for as many of `pending` as the block holds: the
-    /// handles first, then one compare-and-swap of the block. A request
-    /// whose handle was counted when a datastore error struck fails; it is
-    /// not retried within the batch, which could count its handle twice.
+    /// One address each for as many of `pending` as the block holds, written
+    /// with their handles in one datastore transaction (group commit: one
+    /// commit for the whole batch, all of it or nothing). A conflict on the
+    /// block or a handle writes nothing, so it is retried with a fresh read.
+    /// Any other datastore error leaves it open whether the transaction was
+    /// committed: the requests it carried fail and are not retried within
+    /// the batch, which could hand a second address to the same handle (if
+    /// it was committed, the collector reclaims the addresses once their
+    /// owners are gone).
     #[allow(clippy::too_many_arguments)] // One internal call site; a struct would only rename them.
     fn take_many(
         &self,
@@ -129,36 +163,6 @@ impl Ipam {
         pending: &[usize],
         requests: &[AllocateRequest],
         results: &mut Results,
-    ) -> Result<Vec<(usize, AllocatedIp)>> {
-        let mut counted = Vec::new();
-        let outcome =
-            self.take_many_counted(snapshot, node, net, pool, pending, requests, &mut counted);
-        // After a failed write (which may have happened) the counts stay: a
-        // count too high is safe, the collector corrects it once the owner
-        // is gone; a count too low would not be.
-        let reason = match &outcome {
-            Ok(_) => "its handle count could not be corrected".to_string(),
-            Err(e) => e.to_string(),
-        };
-        for &i in &counted {
-            results[i] = Some(Err(IpamError::BatchFailed {
-                handle: requests[i].handle.clone(),
-                reason: reason.clone(),
-            }));
-        }
-        outcome
-    }
-
-    #[allow(clippy::too_many_arguments)] // As `take_many`.
-    fn take_many_counted(
-        &self,
-        snapshot: &Snapshot,
-        node: &str,
-        net: IpNet,
-        pool: &Pool,
-        pending: &[usize],
-        requests: &[AllocateRequest],
-        counted: &mut Vec<usize>,
     ) -> Result<Vec<(usize, AllocatedIp)>> {
         let name = cidr_name(&net.to_string());
         let cidr = net.to_string();
@@ -172,19 +176,15 @@ impl Ipam {
             self.forget(Some(node), net);
             return Ok(Vec::new());
         };
-        let mut probe = block.object.spec.clone();
-        probe.sweep(self.now(), cooldown);
-        let chosen = &pending[..pending.len().min(probe.free(&reserved))];
-        for &i in chosen {
-            // Counted even if the write reports failure: it may have happened.
-            counted.push(i);
-            handle::adjust(self.store(), &requests[i].handle, &cidr, 1)?;
-        }
+        // What each handle held when last read; a handle not read yet is
+        // assumed absent (the common case: one new handle per pod).
+        let mut handles: BTreeMap<&str, Option<Stored<IPAMHandleSpec>>> = BTreeMap::new();
         for _ in 0..CAS_RETRIES {
-            let spec = &mut block.object.spec;
+            let mut next = block.clone();
+            let spec = &mut next.object.spec;
             spec.sweep(self.now(), cooldown);
             let mut served = Vec::new();
-            for &i in chosen {
+            for &i in pending {
                 let r = &requests[i];
                 let mut secondary = r.attributes.clone();
                 secondary.insert("node".into(), node.to_string());
@@ -203,42 +203,60 @@ impl Ipam {
                 }
             }
             if served.is_empty() {
-                break;
+                return Ok(Vec::new());
             }
             spec.bump();
-            match store::update(self.store(), &block)? {
-                Cas::Written(_) => {
-                    let unserved: Vec<usize> = chosen
-                        .iter()
-                        .copied()
-                        .filter(|i| served.iter().all(|(s, _)| s != i))
-                        .collect();
-                    *counted = self.uncount(&unserved, requests, &cidr);
-                    return Ok(served);
-                }
-                Cas::Conflict => match store::get::<IPAMBlockSpec>(self.store(), &name)? {
+            let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
+            for (i, _) in &served {
+                *counts.entry(requests[*i].handle.as_str()).or_default() += 1;
+            }
+            let mut ops = Vec::with_capacity(counts.len() + 1);
+            for (&handle, &count) in &counts {
+                let known = handles.get(handle).and_then(Option::as_ref);
+                ops.push(handle::count_op(handle, known, &cidr, count)?);
+            }
+            ops.push(Op::Update {
+                key: next.key.clone(),
+                value: store::encode(&next.object)?,
+                precondition: Precondition::Revision(next.revision),
+            });
+            match self.store().txn(&ops) {
+                Ok(_) => return Ok(served),
+                Err(
+                    StoreError::Conflict { key, .. }
+                    | StoreError::NotFound { key }
+                    | StoreError::AlreadyExists { key },
+                ) if key == next.key => match store::get::<IPAMBlockSpec>(self.store(), &name)? {
                     Some(b) if usable(&b) => block = b,
-                    _ => break,
+                    _ => {
+                        self.forget(Some(node), net);
+                        return Ok(Vec::new());
+                    }
                 },
+                Err(
+                    StoreError::Conflict { key, .. }
+                    | StoreError::NotFound { key }
+                    | StoreError::AlreadyExists { key },
+                ) if key.kind == IPAMHandleSpec::STORE_KIND
+                    && counts.contains_key(key.name.as_str()) =>
+                {
+                    let (&handle, _) = counts
+                        .get_key_value(key.name.as_str())
+                        .expect("checked by the guard");
+                    let current = store::get::<IPAMHandleSpec>(self.store(), handle)?;
+                    handles.insert(handle, current);
+                }
+                Err(e) => {
+                    for (i, _) in &served {
+                        results[*i] = Some(Err(IpamError::BatchFailed {
+                            handle: requests[*i].handle.clone(),
+                            reason: e.to_string(),
+                        }));
+                    }
+                    return Err(e.into());
+                }
             }
         }
-        *counted = self.uncount(chosen, requests, &cidr);
-        Ok(Vec::new())
-    }
-
-    /// Takes back one count of each request's handle; returns the requests
-    /// whose count could not be taken back.
-    fn uncount(&self, which: &[usize], requests: &[AllocateRequest], cidr: &str) -> Vec<usize> {
-        which
-            .iter()
-            .copied()
-            .filter(|&i| {
-                let result = handle::adjust(self.store(), &requests[i].handle, cidr, -1);
-                if let Err(e) = &result {
-                    tracing::warn!(handle = %requests[i].handle, error = %e, "could not correct a handle count; the collector will");
-                }
-                result.is_err()
-            })
-            .collect()
+        Err(store::too_many_conflicts(block.key))
     }
 }

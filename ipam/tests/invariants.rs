@@ -30,7 +30,8 @@ use common::{Fixture, LiveSet};
 use proptest::prelude::*;
 use twill_ipam::{AllocateRequest, GarbageCollector, GcConfig, Problem};
 use twill_store::{
-    Datastore, Error as StoreError, Key, List, MemoryStore, Object, Precondition, Revision, Watch,
+    Datastore, Error as StoreError, Key, List, MemoryStore, Object, Op, Precondition, Revision,
+    Watch,
 };
 
 thread_local! {
@@ -117,6 +118,9 @@ impl Datastore for Faulty {
     }
     fn delete(&self, key: &Key, precondition: Precondition) -> twill_store::Result<Object> {
         self.write(|| self.inner.delete(key, precondition))
+    }
+    fn txn(&self, ops: &[Op]) -> twill_store::Result<Vec<Object>> {
+        self.write(|| self.inner.txn(ops))
     }
     fn get(&self, key: &Key) -> twill_store::Result<Object> {
         self.read(|| self.inner.get(key))

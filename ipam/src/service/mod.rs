@@ -13,7 +13,10 @@
 //! each other for the same block (no conflicts, no retries) and there is no
 //! lock file; the datastore write of every allocation completes before the
 //! reply is sent. Requests that queue up while the owner works are drained
-//! and served back to back. The socket is created with mode 0600 (root, or
+//! and served together: the allocations among them with one datastore
+//! transaction per block (group commit, [`crate::batch`]), so one commit —
+//! one fsync with `--durability power-loss` — persists the whole batch
+//! before any of its replies is sent. The socket is created with mode 0600 (root, or
 //! whoever runs the service, only). The protocol is in [`protocol`].
 
 pub mod protocol;

@@ -85,26 +85,15 @@ impl Owner {
                 other => rest.push(other),
             }
         }
-        match allocations.len() {
-            0 => {}
-            1 => {
-                let (id, request, reply) = allocations.remove(0);
-                self.handle(ServiceMsg::Request {
-                    request: Request {
-                        id,
-                        op: Op::Allocate { request },
-                    },
-                    reply,
-                });
-            }
-            n => {
-                let requests: Vec<_> = allocations.iter().map(|(_, r, _)| r.clone()).collect();
-                let results = self.ipam.allocate_many(&requests);
-                tracing::debug!(batch = n, "served allocations together");
-                for ((id, _, reply), result) in allocations.into_iter().zip(results) {
-                    let response = self.respond(id, result.map(|ips| Reply::Allocated { ips }));
-                    let _ = reply.send(response);
-                }
+        // Even a lone allocation goes this way: its handle and block are
+        // then written in one transaction (one commit instead of two).
+        if !allocations.is_empty() {
+            let requests: Vec<_> = allocations.iter().map(|(_, r, _)| r.clone()).collect();
+            let results = self.ipam.allocate_many(&requests);
+            tracing::debug!(batch = requests.len(), "served allocations");
+            for ((id, _, reply), result) in allocations.into_iter().zip(results) {
+                let response = self.respond(id, result.map(|ips| Reply::Allocated { ips }));
+                let _ = reply.send(response);
             }
         }
         for msg in rest {
