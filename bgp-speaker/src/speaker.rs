@@ -28,6 +28,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 use std::time::Instant;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -63,6 +64,8 @@ pub enum RibMsg {
         peer: IpAddr,
         /// What was negotiated.
         negotiated: Box<Negotiated>,
+        /// Our end of the connection (the address for next hop self).
+        local: Option<SocketAddr>,
     },
     /// The session with `peer` went down (see [`Action::SessionDown`]).
     Down {
@@ -103,6 +106,29 @@ pub enum Command {
     },
     /// Report the state of every peer.
     Status(tokio::sync::oneshot::Sender<Vec<(IpAddr, State)>>),
+    /// Report the state of every peer with when it was entered and the last error.
+    Details(tokio::sync::oneshot::Sender<Vec<PeerDetail>>),
+    /// Set (or with `None`, clear) the TCP MD5 key (RFC 2385) for a peer's
+    /// connections; send before [`Command::AddPeer`].
+    SetPassword {
+        /// The peer.
+        peer: IpAddr,
+        /// The key.
+        password: Option<Vec<u8>>,
+    },
+}
+
+/// The state of one peer's session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerDetail {
+    /// The peer.
+    pub address: IpAddr,
+    /// FSM state of its session.
+    pub state: State,
+    /// When the state was entered.
+    pub since: Instant,
+    /// The last NOTIFICATION sent or received when the session went down.
+    pub last_error: Option<packet::Notification>,
 }
 
 /// Handle to a running speaker; dropping it stops the owner task.
@@ -119,6 +145,8 @@ impl Speaker {
     pub fn start(listener: Option<TcpListener>) -> (Speaker, mpsc::UnboundedReceiver<RibMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (rib_tx, rib_rx) = mpsc::unbounded_channel();
+        let listener = listener.map(Arc::new);
+        let shared_listener = listener.clone();
         let listener = listener.map(|listener| {
             let tx = tx.clone();
             tokio::spawn(async move {
@@ -134,6 +162,8 @@ impl Speaker {
             rib: rib_tx,
             peers: HashMap::new(),
             next_id: 0,
+            passwords: HashMap::new(),
+            listener: shared_listener,
         };
         let owner = tokio::spawn(owner.run(rx));
         (
@@ -155,6 +185,15 @@ impl Speaker {
     pub async fn status(&self) -> Vec<(IpAddr, State)> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         if !self.command(Command::Status(tx)) {
+            return Vec::new();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// The state of every peer, with when it was entered and the last error.
+    pub async fn details(&self) -> Vec<PeerDetail> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if !self.command(Command::Details(tx)) {
             return Vec::new();
         }
         rx.await.unwrap_or_default()
@@ -203,6 +242,7 @@ enum Msg {
 #[derive(Debug)]
 struct Connection {
     id: u64,
+    local: Option<SocketAddr>,
     writer: mpsc::UnboundedSender<Vec<u8>>,
     reader: JoinHandle<()>,
 }
@@ -293,6 +333,8 @@ struct Owner {
     rib: mpsc::UnboundedSender<RibMsg>,
     peers: HashMap<IpAddr, Peer>,
     next_id: u64,
+    passwords: HashMap<IpAddr, Vec<u8>>,
+    listener: Option<Arc<TcpListener>>,
 }
 
 impl Owner {
@@ -338,6 +380,32 @@ impl Owner {
                     .find(|s| s.session.state() == State::Established);
                 if let Some(c) = established.and_then(|s| s.connection.as_ref()) {
                     let _ = c.writer.send(message);
+                }
+            }
+            Msg::Command(Command::Details(reply)) => {
+                let mut details: Vec<_> = self
+                    .peers
+                    .iter()
+                    .map(|(a, p)| PeerDetail {
+                        address: *a,
+                        state: p.primary.session.state(),
+                        since: p.primary.session.since(),
+                        last_error: p.primary.session.last_error().cloned(),
+                    })
+                    .collect();
+                details.sort_by_key(|d| d.address);
+                let _ = reply.send(details);
+            }
+            Msg::Command(Command::SetPassword { peer, password }) => {
+                if let Some(listener) = &self.listener {
+                    let key = password.as_deref().unwrap_or_default();
+                    if let Err(error) = crate::md5::set_md5_key(listener.as_ref(), peer, key) {
+                        tracing::warn!(%peer, %error, "cannot set the tcp md5 key on the listener");
+                    }
+                }
+                match password {
+                    Some(key) => drop(self.passwords.insert(peer, key)),
+                    None => drop(self.passwords.remove(&peer)),
                 }
             }
             Msg::Command(Command::Status(reply)) => {
@@ -423,7 +491,7 @@ impl Owner {
         let id = self.id();
         let sid = self.id();
         let tx = self.tx.clone();
-        let address = from.ip();
+        let address = from.ip().to_canonical();
         // Not a configured peer: dropping the stream closes it.
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
@@ -504,6 +572,8 @@ impl Owner {
             rib,
             peers,
             next_id,
+            passwords,
+            listener: _,
         } = self;
         let Some(peer) = peers.get_mut(&address) else {
             return;
@@ -526,8 +596,9 @@ impl Owner {
                     peer.attempt = Some(attempt);
                     let tx = tx.clone();
                     let spec = peer.spec.clone();
+                    let password = passwords.get(&address).cloned();
                     tokio::spawn(async move {
-                        let stream = connect(&spec).await;
+                        let stream = connect(&spec, password.as_deref()).await;
                         let _ = tx.send(Msg::Connected {
                             peer: spec.address,
                             attempt,
@@ -571,6 +642,7 @@ impl Owner {
                     let _ = rib.send(RibMsg::Up {
                         peer: address,
                         negotiated,
+                        local: slot.connection.as_ref().and_then(|c| c.local),
                     });
                 }
                 Action::SessionDown { stale_for } => {
@@ -629,13 +701,16 @@ impl Owner {
     }
 }
 
-async fn connect(spec: &PeerSpec) -> std::io::Result<TcpStream> {
+async fn connect(spec: &PeerSpec, password: Option<&[u8]>) -> std::io::Result<TcpStream> {
     let remote = SocketAddr::new(spec.address, spec.port);
     let socket = if remote.is_ipv4() {
         TcpSocket::new_v4()?
     } else {
         TcpSocket::new_v6()?
     };
+    if let Some(key) = password {
+        crate::md5::set_md5_key(&socket, spec.address, key)?;
+    }
     if let Some(local) = spec.local_address {
         socket.bind(SocketAddr::new(local, 0))?;
     }
@@ -650,6 +725,7 @@ fn attach(
     stream: TcpStream,
     tx: mpsc::UnboundedSender<Msg>,
 ) -> Connection {
+    let local = stream.local_addr().ok();
     let (mut read, mut write) = stream.into_split();
     let (writer, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
     tokio::spawn(async move {
@@ -700,6 +776,7 @@ fn attach(
     });
     Connection {
         id: conn,
+        local,
         writer,
         reader,
     }

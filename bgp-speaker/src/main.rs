@@ -1,0 +1,128 @@
+//! `bgp-speaker`: Twill's BGP daemon. Flags become a [`DaemonConfig`]; the
+//! daemon then runs until SIGINT or SIGTERM. Kernel routes stay on exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bgp_speaker::config::DirSecrets;
+use bgp_speaker::daemon::{self, DaemonConfig, RouterStarter};
+use clap::Parser;
+use twill_kernel::{Kernel, NetlinkKernel, NftConfig};
+use twill_store::{AsyncDatastore, SqliteStore};
+
+/// Twill's BGP speaker: peers as Calico's BGPConfiguration, BGPPeer and
+/// Node resources say, advertises this node's IPAM blocks, and programs the
+/// routes it learns.
+#[derive(Debug, Parser)]
+#[command(name = "bgp-speaker", version)]
+struct Args {
+    /// This node's name (its Node resource).
+    #[arg(long, env = "NODENAME")]
+    node: String,
+    /// The SQLite datastore file.
+    #[arg(long, env = "TWILL_DATASTORE")]
+    datastore: PathBuf,
+    /// Where to serve `twill node status` (a unix socket, mode 0600).
+    #[arg(long, default_value = bgp_speaker::status::DEFAULT_STATUS_SOCKET)]
+    status_socket: PathBuf,
+    /// Where to serve /livez, /readyz and /metrics (e.g. 127.0.0.1:9093).
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
+    /// Directory of mounted Secrets: a password `secretKeyRef {name, key}`
+    /// is read from the file `<dir>/<name>/<key>`.
+    #[arg(long)]
+    secrets_dir: Option<PathBuf>,
+    /// Do not touch the kernel: no learned routes, no blackholes.
+    #[arg(long)]
+    no_kernel: bool,
+    /// Milliseconds datastore changes are coalesced before an apply.
+    #[arg(long, default_value_t = 100)]
+    apply_delay_ms: u64,
+    /// Log as JSON lines.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_tracing(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler can be installed");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    init_tracing(args.log_json);
+    if args.node.is_empty() {
+        tracing::error!("--node must not be empty");
+        return ExitCode::from(2);
+    }
+    let config = DaemonConfig {
+        status_socket: Some(args.status_socket.clone()),
+        metrics_listen: args.metrics_listen,
+        apply_delay: Duration::from_millis(args.apply_delay_ms),
+        ..DaemonConfig::new(args.node.clone())
+    };
+    let store = match SqliteStore::open(&args.datastore) {
+        Ok(store) => store,
+        Err(error) => {
+            tracing::error!(%error, path = %args.datastore.display(), "cannot open the datastore");
+            return ExitCode::from(3);
+        }
+    };
+    let kernel: Option<Arc<dyn Kernel>> = if args.no_kernel {
+        None
+    } else {
+        match NetlinkKernel::current(NftConfig::default()) {
+            Ok(kernel) => Some(Arc::new(kernel)),
+            Err(error) => {
+                tracing::error!(%error, "cannot open the kernel");
+                return ExitCode::from(3);
+            }
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            tracing::error!(%error, "cannot start the runtime");
+            return ExitCode::from(1);
+        }
+    };
+    let starter = Arc::new(RouterStarter::new(kernel.clone()));
+    let secrets = Arc::new(DirSecrets::new(args.secrets_dir.clone()));
+    match runtime.block_on(daemon::run(
+        config,
+        AsyncDatastore::new(Arc::new(store)),
+        kernel,
+        secrets,
+        starter,
+        shutdown_signal(),
+    )) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            tracing::error!(%error, "bgp-speaker stopped");
+            ExitCode::from(1)
+        }
+    }
+}

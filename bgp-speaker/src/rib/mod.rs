@@ -1,0 +1,790 @@
+//! The routing information bases, without I/O: Adj-RIB-In, Loc-RIB and
+//! Adj-RIB-Out for IPv4 and IPv6 unicast in one table.
+//!
+//! ```text
+//!  UPDATE --Received--> receive(): loop checks, import filter --> paths of
+//!  the prefix (Adj-RIB-In of every peer, plus this node's own paths)
+//!        | marks the prefix dirty
+//!        v
+//!  process(): decision process (decision.rs) per dirty prefix
+//!        |--> FIB changes (next hops of the multipath set) --> kernel
+//!        '--> per Established peer: export rules + export filter,
+//!             diffed against its Adj-RIB-Out --> encoded UPDATEs
+//! ```
+//!
+//! A prefix's paths live in one [`Dest`]: a peer's Adj-RIB-In is the set of
+//! paths whose [`Source`] is that peer, which keeps one table lookup per
+//! received prefix. The received attributes are kept next to the
+//! post-import ones so that a changed import filter is re-applied without a
+//! route refresh.
+//!
+//! Propagation rules (RFC 4271 §9.2, RFC 4456 §6):
+//!
+//! * a route is never sent back to the peer it was learned from;
+//! * eBGP-learned and local routes go to every peer; iBGP-learned routes go
+//!   to eBGP peers, and to iBGP peers only when reflected: from a client to
+//!   every peer, from a non-client to clients only;
+//! * to eBGP: own AS prepended, next hop self, no LOCAL_PREF, MED only on
+//!   local routes, no ORIGINATOR_ID/CLUSTER_LIST;
+//! * to iBGP: LOCAL_PREF (100 unless set), next hop kept unless the
+//!   peering says next-hop-self or the route is local; reflected routes get
+//!   ORIGINATOR_ID (if absent) and the cluster ID prepended to CLUSTER_LIST;
+//! * NO_EXPORT routes are not sent to eBGP peers, NO_ADVERTISE to no one.
+//!
+//! Received routes are dropped (treated as withdrawn) when the own AS is in
+//! the AS_PATH of an eBGP route, when ORIGINATOR_ID is this router, or when
+//! CLUSTER_LIST holds this cluster ID.
+
+pub mod attrs;
+pub mod decision;
+pub mod policy;
+#[cfg(test)]
+mod tests;
+pub mod wire;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+
+use ipnet::IpNet;
+
+pub use attrs::{Attrs, DEFAULT_LOCAL_PREF, Origin, Received};
+use decision::SourceInfo;
+use policy::FilterContext;
+
+use crate::config::Filter;
+use crate::packet::Family;
+
+/// Well-known community NO_EXPORT (RFC 1997).
+pub const NO_EXPORT: u32 = 0xFFFF_FF01;
+/// Well-known community NO_ADVERTISE (RFC 1997).
+pub const NO_ADVERTISE: u32 = 0xFFFF_FF02;
+
+/// This router's identity as the RIB needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RibConfig {
+    /// Own AS.
+    pub asn: u32,
+    /// Own BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Route-reflector cluster ID; the router ID is used when reflecting without one.
+    pub cluster_id: Option<Ipv4Addr>,
+}
+
+/// Where a path comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Source {
+    /// Originated by this node.
+    Local,
+    /// Learned from the peer at this address.
+    Peer(IpAddr),
+}
+
+/// One path to a prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Path {
+    /// Who sent it.
+    pub source: Source,
+    /// The attributes as received (before import policy).
+    pub received: Arc<Attrs>,
+    /// The attributes after import policy; `None` when rejected.
+    pub attrs: Option<Arc<Attrs>>,
+    /// Kept across the source's graceful restart, not yet refreshed (RFC 4724).
+    pub stale: bool,
+}
+
+/// A prefix's paths; the selected ones (best first) lead.
+#[derive(Debug, Clone, Default)]
+pub struct Dest {
+    paths: Vec<Path>,
+    selected: usize,
+    fib: Fib,
+}
+
+/// The next hops a prefix has in the kernel; one next hop (the usual case)
+/// is kept inline.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+enum Fib {
+    #[default]
+    None,
+    One(IpAddr),
+    Many(Box<[IpAddr]>),
+}
+
+impl Fib {
+    fn as_slice(&self) -> &[IpAddr] {
+        match self {
+            Fib::None => &[],
+            Fib::One(hop) => std::slice::from_ref(hop),
+            Fib::Many(hops) => hops,
+        }
+    }
+
+    fn from_hops(hops: &[IpAddr]) -> Self {
+        match hops {
+            [] => Fib::None,
+            [hop] => Fib::One(*hop),
+            many => Fib::Many(many.into()),
+        }
+    }
+}
+
+impl Dest {
+    /// Every path, selected ones first.
+    pub fn paths(&self) -> &[Path] {
+        &self.paths
+    }
+
+    /// The best path, if any.
+    pub fn best(&self) -> Option<&Path> {
+        self.paths[..self.selected].first()
+    }
+
+    /// The multipath set (best first).
+    pub fn selected(&self) -> &[Path] {
+        &self.paths[..self.selected]
+    }
+}
+
+/// How the RIB treats one peering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerPolicy {
+    /// The peer's AS (equal to ours: iBGP).
+    pub asn: u32,
+    /// The peer is a route-reflector client of this router.
+    pub route_reflector_client: bool,
+    /// Send routes to this iBGP peer with this router as next hop.
+    pub next_hop_self: bool,
+    /// Import filter.
+    pub import: Filter,
+    /// Export filter.
+    pub export: Filter,
+}
+
+/// What an Established session tells the RIB.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionInfo {
+    /// The peer's BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Our address on the connection (next hop self).
+    pub local_address: Option<IpAddr>,
+    /// Negotiated families.
+    pub families: BTreeSet<Family>,
+    /// 4-octet AS numbers in AS_PATH.
+    pub four_octet_as: bool,
+}
+
+#[derive(Debug)]
+struct Peer {
+    policy: PeerPolicy,
+    router_id: Ipv4Addr,
+    session: Option<SessionInfo>,
+    adj_out: HashMap<IpNet, Arc<Attrs>>,
+    received: usize,
+    accepted: usize,
+}
+
+/// Per-peer route counts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PeerCounts {
+    /// Prefixes in the peer's Adj-RIB-In.
+    pub received: usize,
+    /// Of those, accepted by import policy.
+    pub accepted: usize,
+    /// Prefixes in the peer's Adj-RIB-Out.
+    pub advertised: usize,
+}
+
+/// A change of a prefix's kernel route.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FibChange {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Next hops to install (several: ECMP); empty: remove the route.
+    pub next_hops: Vec<IpAddr>,
+}
+
+/// What [`Rib::process`] produced.
+#[derive(Debug, Default)]
+pub struct Processed {
+    /// Kernel route changes, by prefix.
+    pub fib: Vec<FibChange>,
+    /// Encoded UPDATEs per peer.
+    pub updates: Vec<(IpAddr, Vec<Vec<u8>>)>,
+}
+
+/// The RIB of one router.
+#[derive(Debug)]
+pub struct Rib {
+    config: RibConfig,
+    table: HashMap<IpNet, Dest>,
+    peers: HashMap<IpAddr, Peer>,
+    dirty: HashSet<IpNet>,
+    originated: BTreeMap<IpNet, Arc<Attrs>>,
+    best_count: usize,
+}
+
+impl Rib {
+    /// An empty RIB.
+    pub fn new(config: RibConfig) -> Self {
+        Self {
+            config,
+            table: HashMap::new(),
+            peers: HashMap::new(),
+            dirty: HashSet::new(),
+            originated: BTreeMap::new(),
+            best_count: 0,
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &RibConfig {
+        &self.config
+    }
+
+    /// Prefixes with a best path.
+    pub fn loc_rib_len(&self) -> usize {
+        self.best_count
+    }
+
+    /// A prefix's paths.
+    pub fn dest(&self, prefix: &IpNet) -> Option<&Dest> {
+        self.table.get(prefix)
+    }
+
+    /// Every prefix with its paths, in prefix order.
+    pub fn dests(&self) -> Vec<(&IpNet, &Dest)> {
+        let mut all: Vec<_> = self.table.iter().collect();
+        all.sort_by_key(|(prefix, _)| **prefix);
+        all
+    }
+
+    /// The kernel's desired view: prefix → next hops, for every prefix that
+    /// should have a protocol-202 route.
+    pub fn fib(&self) -> impl Iterator<Item = (&IpNet, &[IpAddr])> {
+        self.table
+            .iter()
+            .filter(|(_, d)| d.fib != Fib::None)
+            .map(|(p, d)| (p, d.fib.as_slice()))
+    }
+
+    /// Route counts of a peer.
+    pub fn counts(&self, peer: &IpAddr) -> PeerCounts {
+        self.peers
+            .get(peer)
+            .map(|p| PeerCounts {
+                received: p.received,
+                accepted: p.accepted,
+                advertised: p.adj_out.len(),
+            })
+            .unwrap_or_default()
+    }
+
+    /// What the Adj-RIB-Out of `peer` holds, in prefix order.
+    pub fn adj_rib_out(&self, peer: &IpAddr) -> BTreeMap<IpNet, Attrs> {
+        self.peers
+            .get(peer)
+            .map(|p| {
+                p.adj_out
+                    .iter()
+                    .map(|(prefix, a)| (*prefix, (**a).clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn reflector(&self) -> bool {
+        self.config.cluster_id.is_some()
+            || self.peers.values().any(|p| p.policy.route_reflector_client)
+    }
+
+    fn cluster_id(&self) -> Ipv4Addr {
+        self.config.cluster_id.unwrap_or(self.config.router_id)
+    }
+
+    /// Adds a peering, or changes its policy (import re-applied, export redone).
+    pub fn set_peer(&mut self, address: IpAddr, policy: PeerPolicy) {
+        match self.peers.get_mut(&address) {
+            Some(peer) if peer.policy == policy => {}
+            Some(peer) => {
+                let import_changed = peer.policy.import != policy.import;
+                peer.policy = policy;
+                if import_changed {
+                    self.reimport(address);
+                }
+                // Export rules may differ for every prefix.
+                self.dirty.extend(self.table.keys().copied());
+            }
+            None => {
+                self.peers.insert(
+                    address,
+                    Peer {
+                        policy,
+                        router_id: Ipv4Addr::UNSPECIFIED,
+                        session: None,
+                        adj_out: HashMap::new(),
+                        received: 0,
+                        accepted: 0,
+                    },
+                );
+            }
+        }
+    }
+
+    fn reimport(&mut self, address: IpAddr) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let ctx = FilterContext {
+            ibgp: peer.policy.asn == self.config.asn,
+            from_peer: true,
+        };
+        let mut accepted = 0;
+        for (prefix, dest) in &mut self.table {
+            for path in &mut dest.paths {
+                if path.source == Source::Peer(address) {
+                    path.attrs = policy::apply(&peer.policy.import, prefix, &path.received, ctx);
+                    accepted += usize::from(path.attrs.is_some());
+                    self.dirty.insert(*prefix);
+                }
+            }
+        }
+        peer.accepted = accepted;
+    }
+
+    /// Removes a peering and every route learned from it.
+    pub fn remove_peer(&mut self, address: IpAddr) {
+        self.drop_paths(address, |_, _| true);
+        self.peers.remove(&address);
+    }
+
+    /// The session with `address` is Established.
+    pub fn peer_up(&mut self, address: IpAddr, session: SessionInfo) {
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.router_id = session.router_id;
+            peer.session = Some(session);
+            peer.adj_out.clear();
+        }
+    }
+
+    /// The session with `address` went down. With `keep_stale`, its routes
+    /// stay (marked stale) for a graceful restart; otherwise they go.
+    pub fn peer_down(&mut self, address: IpAddr, keep_stale: bool) {
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.session = None;
+            peer.adj_out.clear();
+        }
+        if keep_stale {
+            for dest in self.table.values_mut() {
+                for path in &mut dest.paths {
+                    if path.source == Source::Peer(address) {
+                        path.stale = true;
+                    }
+                }
+            }
+        } else {
+            self.drop_paths(address, |_, _| true);
+        }
+    }
+
+    /// Number of stale paths from `address`.
+    pub fn stale_count(&self, address: IpAddr) -> usize {
+        self.table
+            .values()
+            .flat_map(|d| &d.paths)
+            .filter(|p| p.source == Source::Peer(address) && p.stale)
+            .count()
+    }
+
+    /// Removes the stale paths of `address` in `families` (End-of-RIB
+    /// received, or the restart timer ran out).
+    pub fn sweep_stale(&mut self, address: IpAddr, families: &[Family]) {
+        self.drop_paths(address, |prefix, path| {
+            path.stale && families.contains(&wire::family_of(prefix))
+        });
+    }
+
+    /// Removes the paths of `address` that `pick` selects, keeping the
+    /// peer's counters right.
+    fn drop_paths(&mut self, address: IpAddr, pick: impl Fn(&IpNet, &Path) -> bool) {
+        let mut removed = 0;
+        let mut removed_accepted = 0;
+        for (prefix, dest) in &mut self.table {
+            let before = dest.paths.len();
+            dest.paths.retain(|p| {
+                let drop = p.source == Source::Peer(address) && pick(prefix, p);
+                if drop {
+                    removed_accepted += usize::from(p.attrs.is_some());
+                }
+                !drop
+            });
+            if dest.paths.len() != before {
+                removed += before - dest.paths.len();
+                self.dirty.insert(*prefix);
+            }
+        }
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.received -= removed;
+            peer.accepted -= removed_accepted;
+        }
+    }
+
+    /// True when a route from `address` with `attrs` must be dropped as a loop.
+    fn is_loop(&self, ibgp: bool, attrs: &Attrs) -> bool {
+        if !ibgp && attrs.as_path.contains(&self.config.asn) {
+            return true;
+        }
+        attrs.originator_id == Some(self.config.router_id)
+            || attrs.cluster_list.contains(&self.cluster_id())
+    }
+
+    /// Applies the routes of one UPDATE from `address`.
+    pub fn receive(&mut self, address: IpAddr, received: Received) {
+        let Some(peer) = self.peers.get(&address) else {
+            return;
+        };
+        let ibgp = peer.policy.asn == self.config.asn;
+        for prefix in received.withdrawn {
+            self.withdraw(address, prefix);
+        }
+        for (attrs, prefixes) in received.announced {
+            if self.is_loop(ibgp, &attrs) {
+                for prefix in prefixes {
+                    self.withdraw(address, prefix);
+                }
+                continue;
+            }
+            for prefix in prefixes {
+                self.announce(address, prefix.trunc(), Arc::clone(&attrs));
+            }
+        }
+    }
+
+    /// Adds or replaces the path from `address` to `prefix`.
+    pub fn announce(&mut self, address: IpAddr, prefix: IpNet, received: Arc<Attrs>) {
+        let Some(peer) = self.peers.get_mut(&address) else {
+            return;
+        };
+        let ctx = FilterContext {
+            ibgp: peer.policy.asn == self.config.asn,
+            from_peer: true,
+        };
+        let attrs = policy::apply(&peer.policy.import, &prefix, &received, ctx);
+        let accepted = attrs.is_some();
+        let source = Source::Peer(address);
+        let path = Path {
+            source,
+            received,
+            attrs,
+            stale: false,
+        };
+        let dest = self.table.entry(prefix).or_default();
+        match dest.paths.iter_mut().find(|p| p.source == source) {
+            Some(old) => {
+                peer.accepted =
+                    peer.accepted + usize::from(accepted) - usize::from(old.attrs.is_some());
+                *old = path;
+            }
+            None => {
+                peer.received += 1;
+                peer.accepted += usize::from(accepted);
+                // Most prefixes have one path: do not let Vec round up to four.
+                dest.paths.reserve_exact(1);
+                dest.paths.push(path);
+            }
+        }
+        self.dirty.insert(prefix);
+    }
+
+    /// Removes the path from `address` to `prefix`, if any.
+    pub fn withdraw(&mut self, address: IpAddr, prefix: IpNet) {
+        let prefix = prefix.trunc();
+        let Some(dest) = self.table.get_mut(&prefix) else {
+            return;
+        };
+        let source = Source::Peer(address);
+        let Some(at) = dest.paths.iter().position(|p| p.source == source) else {
+            return;
+        };
+        let old = dest.paths.remove(at);
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.received -= 1;
+            peer.accepted -= usize::from(old.attrs.is_some());
+        }
+        self.dirty.insert(prefix);
+    }
+
+    /// Replaces the set of prefixes this node originates.
+    pub fn set_originated(&mut self, routes: BTreeMap<IpNet, Arc<Attrs>>) {
+        let routes: BTreeMap<IpNet, Arc<Attrs>> =
+            routes.into_iter().map(|(p, a)| (p.trunc(), a)).collect();
+        for (prefix, old) in &self.originated {
+            if routes.get(prefix) != Some(old) {
+                if let Some(dest) = self.table.get_mut(prefix) {
+                    dest.paths.retain(|p| p.source != Source::Local);
+                }
+                self.dirty.insert(*prefix);
+            }
+        }
+        for (prefix, attrs) in &routes {
+            if self.originated.get(prefix) == Some(attrs) {
+                continue;
+            }
+            let dest = self.table.entry(*prefix).or_default();
+            dest.paths.retain(|p| p.source != Source::Local);
+            dest.paths.push(Path {
+                source: Source::Local,
+                received: Arc::clone(attrs),
+                attrs: Some(Arc::clone(attrs)),
+                stale: false,
+            });
+            self.dirty.insert(*prefix);
+        }
+        self.originated = routes;
+    }
+
+    /// Runs the decision process on every prefix changed since the last
+    /// call and returns the kernel changes and the UPDATEs to send.
+    pub fn process(&mut self) -> Processed {
+        let dirty: Vec<IpNet> = self.dirty.drain().collect();
+        let mut processed = Processed::default();
+        if dirty.is_empty() {
+            return processed;
+        }
+        let local_id = self.config.router_id;
+        let asn = self.config.asn;
+        let infos: HashMap<IpAddr, SourceInfo> = self
+            .peers
+            .iter()
+            .map(|(a, p)| {
+                (
+                    *a,
+                    SourceInfo {
+                        ibgp: p.policy.asn == asn,
+                        router_id: p.router_id,
+                    },
+                )
+            })
+            .collect();
+        let mut changed_best = Vec::with_capacity(dirty.len());
+        for prefix in dirty {
+            let Some(dest) = self.table.get_mut(&prefix) else {
+                continue;
+            };
+            let had_best = dest.selected > 0;
+            dest.selected = decision::select(&mut dest.paths, local_id, |a| infos.get(&a).copied());
+            let has_best = dest.selected > 0;
+            match (had_best, has_best) {
+                (false, true) => self.best_count += 1,
+                (true, false) => self.best_count -= 1,
+                _ => {}
+            }
+            let fib = fib_next_hops(dest.selected());
+            if fib[..] != *dest.fib.as_slice() {
+                dest.fib = Fib::from_hops(&fib);
+                processed.fib.push(FibChange {
+                    prefix,
+                    next_hops: fib,
+                });
+            }
+            if dest.paths.is_empty() {
+                self.table.remove(&prefix);
+            }
+            changed_best.push(prefix);
+        }
+        let addresses: Vec<IpAddr> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.session.is_some())
+            .map(|(a, _)| *a)
+            .collect();
+        for address in addresses {
+            let messages = self.export_to(address, &changed_best);
+            if !messages.is_empty() {
+                processed.updates.push((address, messages));
+            }
+        }
+        processed
+    }
+
+    /// The full Adj-RIB-Out of `address` for `families` (table dump after
+    /// session up, or a route refresh), as UPDATEs; the Adj-RIB-Out is
+    /// rebuilt from the Loc-RIB.
+    pub fn dump(&mut self, address: IpAddr, families: &[Family]) -> Vec<Vec<u8>> {
+        if let Some(peer) = self.peers.get_mut(&address) {
+            peer.adj_out
+                .retain(|prefix, _| !families.contains(&wire::family_of(prefix)));
+        }
+        let prefixes: Vec<IpNet> = self
+            .table
+            .keys()
+            .filter(|p| families.contains(&wire::family_of(p)))
+            .copied()
+            .collect();
+        self.export_to(address, &prefixes)
+    }
+
+    /// What `address` should be sent for `prefix`, or `None`.
+    fn export_attrs(&self, address: IpAddr, peer: &Peer, prefix: &IpNet) -> Option<Arc<Attrs>> {
+        let session = peer.session.as_ref()?;
+        let family = wire::family_of(prefix);
+        if !session.families.contains(&family) {
+            return None;
+        }
+        let dest = self.table.get(prefix)?;
+        let best = dest.best()?;
+        let attrs = best.attrs.as_ref()?;
+        let to_ibgp = peer.policy.asn == self.config.asn;
+        if attrs.communities.contains(&NO_ADVERTISE)
+            || (!to_ibgp && attrs.communities.contains(&NO_EXPORT))
+        {
+            return None;
+        }
+        let mut reflected_from = None;
+        match best.source {
+            Source::Peer(from) if from == address => return None,
+            Source::Peer(from) => {
+                let source = self.peers.get(&from)?;
+                let from_ibgp = source.policy.asn == self.config.asn;
+                if from_ibgp && to_ibgp {
+                    if !self.reflector() {
+                        return None;
+                    }
+                    let client_source = source.policy.route_reflector_client;
+                    if !client_source && !peer.policy.route_reflector_client {
+                        return None;
+                    }
+                    reflected_from = Some(source.router_id);
+                }
+            }
+            Source::Local => {}
+        }
+        let self_hop = match (family, session.local_address) {
+            (Family::Ipv4Unicast, Some(IpAddr::V4(a))) => Some(IpAddr::V4(a)),
+            (Family::Ipv6Unicast, Some(a)) => Some(a),
+            _ => None,
+        };
+        let mut out = (**attrs).clone();
+        if to_ibgp {
+            out.local_pref = Some(attrs.effective_local_pref());
+            if let Some(originator) = reflected_from {
+                out.originator_id.get_or_insert(originator);
+                out.cluster_list.insert(0, self.cluster_id());
+            }
+            if best.source == Source::Local || peer.policy.next_hop_self || out.next_hop.is_none() {
+                out.next_hop = Some(self_hop?);
+                out.next_hop_link_local = None;
+            }
+        } else {
+            out.as_path.insert(0, self.config.asn);
+            out.as_path_len += 1;
+            out.local_pref = None;
+            out.originator_id = None;
+            out.cluster_list.clear();
+            if best.source != Source::Local {
+                out.med = None;
+            }
+            out.next_hop = Some(self_hop?);
+            out.next_hop_link_local = None;
+        }
+        let ctx = FilterContext {
+            ibgp: to_ibgp,
+            from_peer: best.source != Source::Local,
+        };
+        policy::apply(&peer.policy.export, prefix, &Arc::new(out), ctx)
+    }
+
+    /// Brings the Adj-RIB-Out of `address` up to date for `prefixes` and
+    /// encodes the difference.
+    fn export_to(&mut self, address: IpAddr, prefixes: &[IpNet]) -> Vec<Vec<u8>> {
+        let Some(peer) = self.peers.get(&address) else {
+            return Vec::new();
+        };
+        let Some(four_octet_as) = peer.session.as_ref().map(|s| s.four_octet_as) else {
+            return Vec::new();
+        };
+        let mut announce: HashMap<Arc<Attrs>, Vec<IpNet>> = HashMap::new();
+        let mut withdraw: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
+        for prefix in prefixes {
+            let new = self.export_attrs(address, peer, prefix);
+            if new.as_ref() == peer.adj_out.get(prefix) {
+                continue;
+            }
+            match new {
+                Some(attrs) => announce.entry(attrs).or_default().push(*prefix),
+                None if peer.adj_out.contains_key(prefix) => {
+                    withdraw[usize::from(prefix.addr().is_ipv6())].push(*prefix);
+                }
+                None => {}
+            }
+        }
+        let peer = self.peers.get_mut(&address).expect("looked up above");
+        for prefix in withdraw.iter().flatten() {
+            peer.adj_out.remove(prefix);
+        }
+        // Equal attributes share one Arc in the Adj-RIB-Out.
+        for (attrs, prefixes) in &announce {
+            for prefix in prefixes {
+                peer.adj_out.insert(*prefix, Arc::clone(attrs));
+            }
+        }
+        let mut messages = Vec::new();
+        for (family, prefixes) in Family::ALL.into_iter().zip(&mut withdraw) {
+            prefixes.sort();
+            wire::encode_withdraw(family, prefixes, &mut messages);
+        }
+        let mut groups: Vec<(Arc<Attrs>, Vec<IpNet>)> = announce.into_iter().collect();
+        groups.sort_by(|a, b| a.1.first().cmp(&b.1.first()));
+        for (attrs, mut prefixes) in groups {
+            prefixes.sort();
+            let (v4, v6): (Vec<IpNet>, Vec<IpNet>) =
+                prefixes.into_iter().partition(|p| p.addr().is_ipv4());
+            if !v4.is_empty() {
+                wire::encode_announce(
+                    Family::Ipv4Unicast,
+                    &attrs,
+                    &v4,
+                    four_octet_as,
+                    &mut messages,
+                );
+            }
+            if !v6.is_empty() {
+                wire::encode_announce(
+                    Family::Ipv6Unicast,
+                    &attrs,
+                    &v6,
+                    four_octet_as,
+                    &mut messages,
+                );
+            }
+        }
+        messages
+    }
+}
+
+/// True for a next hop the kernel can route through: not unspecified, and
+/// not an IPv4-mapped IPv6 address (what a peer sends as the IPv6 next hop
+/// over an IPv4 session; it would need an IPv4 gateway for an IPv6 route,
+/// RTA_VIA, which the kernel crate does not write yet).
+fn usable_next_hop(hop: &IpAddr) -> bool {
+    match hop {
+        IpAddr::V4(a) => !a.is_unspecified(),
+        IpAddr::V6(a) => !a.is_unspecified() && a.to_ipv4_mapped().is_none(),
+    }
+}
+
+/// The kernel next hops of a multipath set: learned paths with a usable
+/// next hop, deduplicated; none when this node originates the prefix.
+fn fib_next_hops(selected: &[Path]) -> Vec<IpAddr> {
+    if selected.iter().any(|p| p.source == Source::Local) {
+        return Vec::new();
+    }
+    let mut hops: Vec<IpAddr> = selected
+        .iter()
+        .filter_map(|p| p.attrs.as_ref()?.next_hop)
+        .filter(usable_next_hop)
+        .collect();
+    hops.sort();
+    hops.dedup();
+    hops
+}

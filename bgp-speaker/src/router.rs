@@ -1,0 +1,955 @@
+//! The router: the tokio glue between the session runner ([`Speaker`]), the
+//! pure [`Rib`] and the kernel.
+//!
+//! ```text
+//!   Router handle --RouterMsg (neighbors, prefixes, queries)--+
+//!   Speaker --RibMsg (Up/Down/Update/RouteRefresh)------------+
+//!   timers (stale routes, start-up sweep) --RouterMsg---------+
+//!                                                             v
+//!                                     +-----------------------------------+
+//!                                     | owner task: Rib, peers, counters  |
+//!                                     | drain a batch -> Rib::process()   |
+//!                                     +-----------------------------------+
+//!          Speaker <--Command::SendUpdate--|                 | FibChange batches
+//!                                                            v
+//!                                  kernel task: ReplaceRoute/DeleteRoute (proto 202),
+//!                                  start-up sweep of stale protocol-202 routes
+//! ```
+//!
+//! * Messages are handled in batches: everything queued is applied to the
+//!   RIB before one decision run, so a table dump costs one pass.
+//! * Kernel routes are written by their own task, so netlink latency never
+//!   holds up BGP; each batch is submitted at once and then awaited.
+//! * Start-up: protocol-202 routes left by a previous run stay (forwarding
+//!   continues) until every configured peer has sent End-of-RIB for its
+//!   families, or `stale_sweep_after` has passed; then those not wanted are
+//!   deleted.
+//! * Graceful restart (RFC 4724), helper: a peer whose session drops
+//!   without a NOTIFICATION, having announced the capability, keeps its
+//!   routes (stale) for its restart time; its End-of-RIB after the new
+//!   session removes what it did not refresh. Restarting: sessions opened
+//!   before the start-up sweep announce the restart flag and preserved
+//!   forwarding; every table dump ends with End-of-RIB.
+//! * Shutdown leaves kernel routes in place. With graceful restart
+//!   configured the connections are closed without a NOTIFICATION, so that
+//!   peers keep this node's routes while it restarts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use ipnet::IpNet;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+use twill_kernel::route::TABLE_MAIN;
+use twill_kernel::{Kernel, KernelExt, NextHop, Route, RouteFilter, RouteKey, RouteProto};
+
+pub use crate::config::{Filter, FilterAction, FilterRule, MatchOperator, PeerTypeMatch};
+use crate::fsm::{PeerConfig, State};
+use crate::packet::{Family, GracefulRestart, encode_end_of_rib};
+use crate::rib::{
+    Attrs, FibChange, Origin, PeerPolicy, Received, Rib, RibConfig, SessionInfo, Source,
+};
+use crate::speaker::{Command, PeerSpec, RibMsg, Speaker};
+
+/// The router's identity and southbound.
+#[derive(Clone)]
+pub struct RouterConfig {
+    /// Own AS.
+    pub asn: u32,
+    /// BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Route-reflector cluster ID (this node is a reflector when set or
+    /// when a neighbour is a client).
+    pub cluster_id: Option<Ipv4Addr>,
+    /// Where learned routes go; `None`: nowhere.
+    pub kernel: Option<Arc<dyn Kernel>>,
+    /// Announce graceful restart with this restart time (a neighbour's
+    /// `max_restart_time` overrides it).
+    pub graceful_restart_time: Option<Duration>,
+    /// Longest wait for End-of-RIB from every peer before stale
+    /// protocol-202 kernel routes from a previous run are removed.
+    pub stale_sweep_after: Duration,
+}
+
+impl std::fmt::Debug for RouterConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterConfig")
+            .field("asn", &self.asn)
+            .field("router_id", &self.router_id)
+            .field("cluster_id", &self.cluster_id)
+            .field("kernel", &self.kernel.is_some())
+            .field("graceful_restart_time", &self.graceful_restart_time)
+            .field("stale_sweep_after", &self.stale_sweep_after)
+            .finish()
+    }
+}
+
+/// One BGP peering.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Neighbor {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// The peer's TCP port.
+    pub port: u16,
+    /// The peer's AS (ours: iBGP).
+    pub asn: u32,
+    /// Source address for the session.
+    pub local_address: Option<IpAddr>,
+    /// The peer is a route-reflector client of this node.
+    pub route_reflector_client: bool,
+    /// Keepalive interval (informational: the session uses a third of the
+    /// negotiated hold time, RFC 4271 §10).
+    pub keepalive: Duration,
+    /// Hold time proposed in our OPEN.
+    pub hold: Duration,
+    /// TCP MD5 password (RFC 2385).
+    pub password: Option<String>,
+    /// Graceful restart time announced to this peer (overrides the router's).
+    pub max_restart_time: Option<Duration>,
+    /// Import filter.
+    pub import: Filter,
+    /// Export filter.
+    pub export: Filter,
+    /// Shown by node status ("Node-to-node mesh", "Global", ...).
+    pub description: String,
+    /// Send routes to this (iBGP) peer with this node as next hop.
+    pub next_hop_self: bool,
+    /// Wait for the peer to connect; never initiate.
+    pub passive: bool,
+}
+
+impl Neighbor {
+    /// A peering with defaults: port 179, hold 90 s, no password, no filters.
+    pub fn new(address: IpAddr, asn: u32) -> Self {
+        Self {
+            address,
+            port: 179,
+            asn,
+            local_address: None,
+            route_reflector_client: false,
+            keepalive: Duration::from_secs(30),
+            hold: Duration::from_secs(90),
+            password: None,
+            max_restart_time: None,
+            import: Filter::default(),
+            export: Filter::default(),
+            description: String::new(),
+            next_hop_self: false,
+            passive: false,
+        }
+    }
+
+    /// True when a change from `self` to `other` needs a new session.
+    fn session_differs(&self, other: &Neighbor) -> bool {
+        self.port != other.port
+            || self.asn != other.asn
+            || self.local_address != other.local_address
+            || self.hold != other.hold
+            || self.password != other.password
+            || self.max_restart_time != other.max_restart_time
+            || self.passive != other.passive
+    }
+
+    fn policy(&self) -> PeerPolicy {
+        PeerPolicy {
+            asn: self.asn,
+            route_reflector_client: self.route_reflector_client,
+            next_hop_self: self.next_hop_self,
+            import: self.import.clone(),
+            export: self.export.clone(),
+        }
+    }
+}
+
+/// A prefix this node originates (next hop self).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Originated {
+    /// The prefix.
+    pub prefix: IpNet,
+    /// Standard communities.
+    pub communities: Vec<u32>,
+    /// Large communities.
+    pub large_communities: Vec<(u32, u32, u32)>,
+}
+
+/// One row of `node status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStatus {
+    /// The peer's address.
+    pub address: IpAddr,
+    /// The peering's description.
+    pub description: String,
+    /// FSM state.
+    pub state: State,
+    /// When the state was entered.
+    pub since: SystemTime,
+    /// "Established", or what went wrong last.
+    pub info: String,
+    /// Prefixes in the peer's Adj-RIB-In.
+    pub prefixes_received: usize,
+    /// Of those, accepted by the import filter.
+    pub prefixes_accepted: usize,
+    /// Prefixes in its Adj-RIB-Out.
+    pub prefixes_advertised: usize,
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RouterStats {
+    /// UPDATE messages received.
+    pub updates_in: u64,
+    /// UPDATE messages sent.
+    pub updates_out: u64,
+    /// Prefixes with a best path.
+    pub loc_rib_prefixes: usize,
+    /// Sessions that left Established.
+    pub flaps: u64,
+    /// Number of sessions in each state.
+    pub sessions: BTreeMap<String, usize>,
+    /// Kernel route writes (add/replace and delete) that succeeded.
+    pub kernel_writes: u64,
+    /// Kernel route writes that failed (e.g. next hop not directly reachable).
+    pub kernel_errors: u64,
+    /// Protocol-202 routes present in the kernel (as last written).
+    pub kernel_routes: usize,
+    /// The start-up sweep of stale kernel routes has run.
+    pub startup_swept: bool,
+}
+
+/// One path in `loc_rib()` output.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PathSummary {
+    /// The peer it was learned from; `None` for this node's own prefixes.
+    pub peer: Option<IpAddr>,
+    /// Next hop (`None`: this node).
+    pub next_hop: Option<IpAddr>,
+    /// AS_PATH, nearest first.
+    pub as_path: Vec<u32>,
+    /// ORIGIN.
+    pub origin: Origin,
+    /// LOCAL_PREF.
+    pub local_pref: Option<u32>,
+    /// MED.
+    pub med: Option<u32>,
+    /// Communities.
+    pub communities: Vec<u32>,
+    /// ORIGINATOR_ID.
+    pub originator_id: Option<Ipv4Addr>,
+    /// CLUSTER_LIST.
+    pub cluster_list: Vec<Ipv4Addr>,
+    /// The best path.
+    pub best: bool,
+    /// In the multipath (ECMP) set.
+    pub multipath: bool,
+    /// Kept across the peer's graceful restart.
+    pub stale: bool,
+}
+
+/// Handle to a running router. Dropping it ends the router too (connections
+/// close as in a graceful-restart shutdown; kernel routes stay).
+#[derive(Debug)]
+pub struct Router {
+    tx: mpsc::UnboundedSender<RouterMsg>,
+    task: std::sync::Mutex<Option<JoinHandle<()>>>,
+}
+
+enum RouterMsg {
+    SetNeighbors(Vec<Neighbor>),
+    SetOriginated(Vec<Originated>),
+    Status(oneshot::Sender<Vec<PeerStatus>>),
+    Stats(oneshot::Sender<RouterStats>),
+    LocRib(oneshot::Sender<Vec<(IpNet, Vec<PathSummary>)>>),
+    Stop(oneshot::Sender<()>),
+    StaleTimer { peer: IpAddr, generation: u64 },
+    SweepTimer,
+    Kernel(KernelReport),
+}
+
+impl Router {
+    /// Starts the router; with `listener`, peers may also connect to it.
+    pub fn start(config: RouterConfig, listener: Option<TcpListener>) -> Router {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (speaker, rib_rx) = Speaker::start(listener);
+        let kernel = config.kernel.clone().map(|kernel| {
+            let (ktx, krx) = mpsc::unbounded_channel();
+            tokio::spawn(kernel_task(kernel, krx, tx.downgrade()));
+            ktx
+        });
+        let sweep_after = config.stale_sweep_after;
+        // Timers and the kernel task hold weak senders: dropping the handle
+        // closes the channel and ends the owner task.
+        let timer_tx = tx.downgrade();
+        tokio::spawn(async move {
+            tokio::time::sleep(sweep_after).await;
+            if let Some(tx) = timer_tx.upgrade() {
+                let _ = tx.send(RouterMsg::SweepTimer);
+            }
+        });
+        let owner = Owner {
+            rib: Rib::new(RibConfig {
+                asn: config.asn,
+                router_id: config.router_id,
+                cluster_id: config.cluster_id,
+            }),
+            config,
+            speaker: Some(speaker),
+            tx: tx.downgrade(),
+            kernel,
+            neighbors: BTreeMap::new(),
+            peers: HashMap::new(),
+            neighbors_set: false,
+            swept: false,
+            next_generation: 0,
+            stats: RouterStats::default(),
+        };
+        let task = tokio::spawn(owner.run(rx, rib_rx));
+        Router {
+            tx,
+            task: std::sync::Mutex::new(Some(task)),
+        }
+    }
+
+    /// Replaces the peerings: new ones start, removed ones stop, changed
+    /// ones restart only when a session setting changed (filters,
+    /// reflector-client and next-hop settings apply without a restart).
+    pub fn set_neighbors(&self, neighbors: Vec<Neighbor>) {
+        let _ = self.tx.send(RouterMsg::SetNeighbors(neighbors));
+    }
+
+    /// Replaces this node's prefixes.
+    pub fn set_originated(&self, routes: Vec<Originated>) {
+        let _ = self.tx.send(RouterMsg::SetOriginated(routes));
+    }
+
+    async fn ask<T: Default>(&self, make: impl FnOnce(oneshot::Sender<T>) -> RouterMsg) -> T {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).is_err() {
+            return T::default();
+        }
+        rx.await.unwrap_or_default()
+    }
+
+    /// One row per peering, in address order.
+    pub async fn status(&self) -> Vec<PeerStatus> {
+        self.ask(RouterMsg::Status).await
+    }
+
+    /// Counters.
+    pub async fn stats(&self) -> RouterStats {
+        self.ask(RouterMsg::Stats).await
+    }
+
+    /// The Loc-RIB: every prefix with its accepted paths, best first.
+    pub async fn loc_rib(&self) -> Vec<(IpNet, Vec<PathSummary>)> {
+        self.ask(RouterMsg::LocRib).await
+    }
+
+    /// Stops every session and the router (idempotent); kernel routes stay.
+    pub async fn stop(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(RouterMsg::Stop(tx)).is_ok() {
+            let _ = rx.await;
+        }
+        let task = self
+            .task
+            .lock()
+            .expect("the task lock is never poisoned: no panics while held")
+            .take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+
+    /// Graceful shutdown: see [`Router::stop`].
+    pub async fn shutdown(self) {
+        self.stop().await;
+    }
+}
+
+/// What the kernel task reports back.
+#[derive(Debug, Clone, Copy)]
+struct KernelReport {
+    writes: u64,
+    errors: u64,
+    installed: usize,
+    swept: bool,
+}
+
+enum KernelJob {
+    Changes(Vec<FibChange>),
+    Sweep(HashSet<IpNet>),
+}
+
+fn kernel_route(prefix: IpNet, hops: &[IpAddr]) -> Route {
+    let route = match hops {
+        [hop] => Route::via(prefix, *hop),
+        _ => Route::multipath(prefix, hops.iter().map(|h| NextHop::via(*h)).collect()),
+    };
+    route.protocol(RouteProto::TWILL_BGP)
+}
+
+fn route_key(prefix: IpNet) -> RouteKey {
+    RouteKey {
+        destination: prefix,
+        table: TABLE_MAIN,
+        metric: None,
+        protocol: Some(RouteProto::TWILL_BGP),
+    }
+}
+
+async fn kernel_task(
+    kernel: Arc<dyn Kernel>,
+    mut jobs: mpsc::UnboundedReceiver<KernelJob>,
+    report: mpsc::WeakUnboundedSender<RouterMsg>,
+) {
+    let mut installed: HashSet<IpNet> = HashSet::new();
+    while let Some(job) = jobs.recv().await {
+        let mut writes = 0;
+        let mut errors = 0;
+        let mut swept = false;
+        match job {
+            KernelJob::Changes(changes) => {
+                // A window of ops in flight keeps the kernel worker busy
+                // without queueing a whole table dump's worth of them.
+                let mut pending: VecDeque<(IpNet, twill_kernel::Pending<()>)> =
+                    VecDeque::with_capacity(KERNEL_WINDOW);
+                let mut changes = changes.into_iter();
+                loop {
+                    let next = changes.next();
+                    if next.is_none() || pending.len() >= KERNEL_WINDOW {
+                        let Some((prefix, op)) = pending.pop_front() else {
+                            break;
+                        };
+                        match op.await {
+                            Ok(()) => writes += 1,
+                            Err(error) if error.is_not_found() => writes += 1,
+                            Err(error) => {
+                                errors += 1;
+                                installed.remove(&prefix);
+                                warn!(%prefix, %error, "kernel route write failed");
+                            }
+                        }
+                    }
+                    let Some(change) = next else { continue };
+                    let op = if change.next_hops.is_empty() {
+                        if !installed.remove(&change.prefix) {
+                            continue;
+                        }
+                        kernel.delete_route(route_key(change.prefix))
+                    } else {
+                        installed.insert(change.prefix);
+                        kernel.replace_route(kernel_route(change.prefix, &change.next_hops))
+                    };
+                    pending.push_back((change.prefix, op));
+                }
+            }
+            KernelJob::Sweep(wanted) => {
+                match kernel
+                    .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+                    .await
+                {
+                    Ok(routes) => {
+                        let stale: Vec<IpNet> = routes
+                            .into_iter()
+                            .filter(|r| r.table == TABLE_MAIN && !wanted.contains(&r.destination))
+                            .map(|r| r.destination)
+                            .collect();
+                        info!(routes = stale.len(), "removing stale protocol-202 routes");
+                        let pending: Vec<_> = stale
+                            .into_iter()
+                            .map(|p| kernel.delete_route(route_key(p)))
+                            .collect();
+                        for op in pending {
+                            match op.await {
+                                Ok(()) => writes += 1,
+                                Err(error) if error.is_not_found() => {}
+                                Err(error) => {
+                                    errors += 1;
+                                    warn!(%error, "stale kernel route delete failed");
+                                }
+                            }
+                        }
+                    }
+                    Err(error) => {
+                        errors += 1;
+                        warn!(%error, "cannot list protocol-202 routes for the start-up sweep");
+                    }
+                }
+                swept = true;
+            }
+        }
+        let Some(report) = report.upgrade() else {
+            return;
+        };
+        let sent = report.send(RouterMsg::Kernel(KernelReport {
+            writes,
+            errors,
+            installed: installed.len(),
+            swept,
+        }));
+        if sent.is_err() {
+            return;
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct PeerRuntime {
+    /// Families of the current session.
+    families: BTreeSet<Family>,
+    four_octet_as: bool,
+    /// Families whose End-of-RIB arrived on the current session.
+    end_of_rib: BTreeSet<Family>,
+    /// Generation of the running stale-routes timer.
+    stale_timer: Option<u64>,
+    established: bool,
+}
+
+struct Owner {
+    config: RouterConfig,
+    rib: Rib,
+    speaker: Option<Speaker>,
+    tx: mpsc::WeakUnboundedSender<RouterMsg>,
+    kernel: Option<mpsc::UnboundedSender<KernelJob>>,
+    neighbors: BTreeMap<IpAddr, Neighbor>,
+    peers: HashMap<IpAddr, PeerRuntime>,
+    neighbors_set: bool,
+    swept: bool,
+    next_generation: u64,
+    stats: RouterStats,
+}
+
+/// Kernel route writes in flight at once.
+const KERNEL_WINDOW: usize = 512;
+
+/// Most messages applied to the RIB before a decision run.
+const BATCH: usize = 4096;
+
+impl Owner {
+    async fn run(
+        mut self,
+        mut rx: mpsc::UnboundedReceiver<RouterMsg>,
+        mut rib_rx: mpsc::UnboundedReceiver<RibMsg>,
+    ) {
+        loop {
+            tokio::select! {
+                msg = rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    if let Some(reply) = self.handle(msg) {
+                        self.stop().await;
+                        let _ = reply.send(());
+                        return;
+                    }
+                }
+                msg = rib_rx.recv() => {
+                    let Some(msg) = msg else { break };
+                    self.session(msg);
+                    let mut n = 1;
+                    while n < BATCH {
+                        match rib_rx.try_recv() {
+                            Ok(msg) => self.session(msg),
+                            Err(_) => break,
+                        }
+                        n += 1;
+                    }
+                }
+            }
+            self.process();
+        }
+    }
+
+    fn speaker(&self, command: Command) {
+        if let Some(speaker) = &self.speaker {
+            speaker.command(command);
+        }
+    }
+
+    async fn stop(&mut self) {
+        let graceful = self.config.graceful_restart_time.is_some()
+            || self
+                .neighbors
+                .values()
+                .any(|n| n.max_restart_time.is_some());
+        if !graceful {
+            // Without graceful restart, peers are told (Cease) before the close.
+            for address in self.neighbors.keys() {
+                self.speaker(Command::RemovePeer(*address));
+            }
+            // A round trip through the speaker: the stops above are done and
+            // their NOTIFICATIONs queued on the connections.
+            if let Some(speaker) = &self.speaker {
+                speaker.status().await;
+            }
+        }
+        // Dropping the speaker closes every connection; with graceful restart
+        // no NOTIFICATION is sent, so peers keep this node's routes.
+        self.speaker = None;
+    }
+
+    /// Handles a handle or timer message; `Some` when the router must stop.
+    fn handle(&mut self, msg: RouterMsg) -> Option<oneshot::Sender<()>> {
+        match msg {
+            RouterMsg::SetNeighbors(neighbors) => self.set_neighbors(neighbors),
+            RouterMsg::SetOriginated(routes) => {
+                let routes = routes
+                    .into_iter()
+                    .map(|o| {
+                        (
+                            o.prefix.trunc(),
+                            Arc::new(Attrs::local(o.communities, o.large_communities)),
+                        )
+                    })
+                    .collect();
+                self.rib.set_originated(routes);
+            }
+            RouterMsg::Status(reply) => {
+                let (details_tx, details) = oneshot::channel();
+                self.speaker(Command::Details(details_tx));
+                let rows: Vec<(IpAddr, Neighbor)> = self
+                    .neighbors
+                    .iter()
+                    .map(|(a, n)| (*a, n.clone()))
+                    .collect();
+                let counts: HashMap<IpAddr, crate::rib::PeerCounts> =
+                    rows.iter().map(|(a, _)| (*a, self.rib.counts(a))).collect();
+                tokio::spawn(async move {
+                    let details = details.await.unwrap_or_default();
+                    let _ = reply.send(status_rows(rows, &counts, &details));
+                });
+            }
+            RouterMsg::Stats(reply) => {
+                let mut stats = self.stats.clone();
+                stats.loc_rib_prefixes = self.rib.loc_rib_len();
+                let (states_tx, states) = oneshot::channel();
+                self.speaker(Command::Status(states_tx));
+                tokio::spawn(async move {
+                    for (_, state) in states.await.unwrap_or_default() {
+                        *stats.sessions.entry(format!("{state:?}")).or_default() += 1;
+                    }
+                    let _ = reply.send(stats);
+                });
+            }
+            RouterMsg::LocRib(reply) => {
+                let _ = reply.send(self.loc_rib());
+            }
+            RouterMsg::Stop(reply) => return Some(reply),
+            RouterMsg::StaleTimer { peer, generation } => {
+                let runtime = self.peers.entry(peer).or_default();
+                if runtime.stale_timer == Some(generation) {
+                    runtime.stale_timer = None;
+                    info!(%peer, "graceful restart time is over; removing stale routes");
+                    self.rib.sweep_stale(peer, &Family::ALL);
+                }
+            }
+            RouterMsg::SweepTimer => self.startup_sweep(true),
+            RouterMsg::Kernel(report) => {
+                self.stats.kernel_writes += report.writes;
+                self.stats.kernel_errors += report.errors;
+                self.stats.kernel_routes = report.installed;
+                self.stats.startup_swept |= report.swept;
+            }
+        }
+        None
+    }
+
+    fn loc_rib(&self) -> Vec<(IpNet, Vec<PathSummary>)> {
+        self.rib
+            .dests()
+            .into_iter()
+            .map(|(prefix, dest)| {
+                let selected = dest.selected().len();
+                let paths = dest
+                    .paths()
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, path)| {
+                        let attrs = path.attrs.as_ref()?;
+                        Some(PathSummary {
+                            peer: match path.source {
+                                Source::Local => None,
+                                Source::Peer(a) => Some(a),
+                            },
+                            next_hop: attrs.next_hop,
+                            as_path: attrs.as_path.clone(),
+                            origin: attrs.origin,
+                            local_pref: attrs.local_pref,
+                            med: attrs.med,
+                            communities: attrs.communities.clone(),
+                            originator_id: attrs.originator_id,
+                            cluster_list: attrs.cluster_list.clone(),
+                            best: i == 0 && selected > 0,
+                            multipath: i < selected,
+                            stale: path.stale,
+                        })
+                    })
+                    .collect();
+                (*prefix, paths)
+            })
+            .filter(|(_, paths): &(IpNet, Vec<PathSummary>)| !paths.is_empty())
+            .collect()
+    }
+
+    fn peer_spec(&self, neighbor: &Neighbor) -> PeerSpec {
+        let restart_time = neighbor
+            .max_restart_time
+            .or(self.config.graceful_restart_time);
+        PeerSpec {
+            address: neighbor.address,
+            port: neighbor.port,
+            local_address: neighbor.local_address,
+            config: PeerConfig {
+                local_as: self.config.asn,
+                remote_as: neighbor.asn,
+                local_id: self.config.router_id,
+                hold_time: u16::try_from(neighbor.hold.as_secs()).unwrap_or(u16::MAX),
+                connect_retry: Duration::from_secs(5),
+                passive: neighbor.passive,
+                families: Family::ALL.to_vec(),
+                route_refresh: true,
+                graceful_restart: restart_time.map(|time| GracefulRestart {
+                    restarting: !self.swept,
+                    restart_time: u16::try_from(time.as_secs()).unwrap_or(u16::MAX),
+                    forwarding_preserved: self.config.kernel.is_some(),
+                }),
+            },
+        }
+    }
+
+    fn start_peer(&mut self, neighbor: &Neighbor) {
+        self.rib.set_peer(neighbor.address, neighbor.policy());
+        self.speaker(Command::SetPassword {
+            peer: neighbor.address,
+            password: neighbor.password.as_ref().map(|p| p.as_bytes().to_vec()),
+        });
+        self.speaker(Command::AddPeer(Box::new(self.peer_spec(neighbor))));
+    }
+
+    fn set_neighbors(&mut self, neighbors: Vec<Neighbor>) {
+        let new: BTreeMap<IpAddr, Neighbor> =
+            neighbors.into_iter().map(|n| (n.address, n)).collect();
+        let old = std::mem::take(&mut self.neighbors);
+        for (address, neighbor) in &old {
+            match new.get(address) {
+                None => {
+                    info!(peer = %address, "peering removed");
+                    self.speaker(Command::RemovePeer(*address));
+                    self.rib.remove_peer(*address);
+                    self.peers.remove(address);
+                }
+                Some(changed) if neighbor.session_differs(changed) => {
+                    info!(peer = %address, "peering changed; restarting its session");
+                    self.speaker(Command::RemovePeer(*address));
+                    self.peers.remove(address);
+                    self.start_peer(changed);
+                }
+                Some(changed) => self.rib.set_peer(*address, changed.policy()),
+            }
+        }
+        for (address, neighbor) in &new {
+            if !old.contains_key(address) {
+                info!(peer = %address, asn = neighbor.asn, "peering added");
+                self.start_peer(neighbor);
+            }
+        }
+        self.neighbors = new;
+        self.neighbors_set = true;
+        self.startup_sweep(false);
+    }
+
+    /// Runs the start-up sweep once every peer has sent End-of-RIB (or, with
+    /// `timer`, now).
+    fn startup_sweep(&mut self, timer: bool) {
+        if self.swept {
+            return;
+        }
+        let all_done = self.neighbors_set
+            && self.neighbors.keys().all(|a| {
+                self.peers
+                    .get(a)
+                    .is_some_and(|p| p.established && p.families.is_subset(&p.end_of_rib))
+            });
+        if !(timer || all_done) {
+            return;
+        }
+        self.swept = true;
+        // New sessions from now on are not part of the restart.
+        // Decisions still pending must reach the kernel task first.
+        self.process();
+        if let Some(kernel) = &self.kernel {
+            let wanted: HashSet<IpNet> = self.rib.fib().map(|(p, _)| *p).collect();
+            debug!(wanted = wanted.len(), timer, "start-up sweep");
+            let _ = kernel.send(KernelJob::Sweep(wanted));
+        } else {
+            self.stats.startup_swept = true;
+        }
+    }
+
+    fn session(&mut self, msg: RibMsg) {
+        match msg {
+            RibMsg::Up {
+                peer,
+                negotiated,
+                local,
+            } => {
+                info!(%peer, "session established");
+                let runtime = self.peers.entry(peer).or_default();
+                runtime.established = true;
+                runtime.families = negotiated.families.clone();
+                runtime.four_octet_as = negotiated.four_octet_as;
+                runtime.end_of_rib.clear();
+                self.rib.peer_up(
+                    peer,
+                    SessionInfo {
+                        router_id: negotiated.peer_id,
+                        local_address: local
+                            .map(|l| l.ip())
+                            .or(self.neighbors.get(&peer).and_then(|n| n.local_address)),
+                        families: negotiated.families.clone(),
+                        four_octet_as: negotiated.four_octet_as,
+                    },
+                );
+                // RFC 4724 §4.2: stale routes of families the peer no longer
+                // preserved, or of a peer that no longer restarts gracefully, go now.
+                let keep: BTreeSet<Family> = negotiated
+                    .graceful_restart
+                    .as_ref()
+                    .map(|gr| gr.forwarding_preserved.clone())
+                    .unwrap_or_default();
+                let gone: Vec<Family> = Family::ALL
+                    .into_iter()
+                    .filter(|f| !keep.contains(f))
+                    .collect();
+                self.rib.sweep_stale(peer, &gone);
+                // Pending decisions go out before the dump, so the dump is current.
+                self.process();
+                let families: Vec<Family> = negotiated.families.iter().copied().collect();
+                let mut messages = self.rib.dump(peer, &families);
+                for family in &families {
+                    messages
+                        .push(encode_end_of_rib(*family).expect("an empty UPDATE always encodes"));
+                }
+                self.send(peer, messages);
+            }
+            RibMsg::Down { peer, stale_for } => {
+                self.stats.flaps += 1;
+                let runtime = self.peers.entry(peer).or_default();
+                runtime.established = false;
+                runtime.end_of_rib.clear();
+                match stale_for {
+                    Some(time) if self.neighbors.contains_key(&peer) => {
+                        info!(%peer, seconds = time.as_secs(), "session down; keeping its routes for graceful restart");
+                        self.next_generation += 1;
+                        let generation = self.next_generation;
+                        runtime.stale_timer = Some(generation);
+                        let tx = self.tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(time).await;
+                            if let Some(tx) = tx.upgrade() {
+                                let _ = tx.send(RouterMsg::StaleTimer { peer, generation });
+                            }
+                        });
+                        self.rib.peer_down(peer, true);
+                    }
+                    _ => {
+                        info!(%peer, "session down; removing its routes");
+                        runtime.stale_timer = None;
+                        self.rib.peer_down(peer, false);
+                    }
+                }
+            }
+            RibMsg::Update { peer, update } => {
+                self.stats.updates_in += 1;
+                if !update.problems.is_empty() {
+                    debug!(%peer, problems = ?update.problems, "update with attribute errors");
+                }
+                let Some(runtime) = self.peers.get_mut(&peer) else {
+                    return;
+                };
+                if let Some(family) = update.end_of_rib() {
+                    runtime.end_of_rib.insert(family);
+                    self.rib.sweep_stale(peer, &[family]);
+                    if self.rib.stale_count(peer) == 0 {
+                        runtime.stale_timer = None;
+                    }
+                    self.startup_sweep(false);
+                    return;
+                }
+                let received = Received::from_update(&update, runtime.four_octet_as);
+                self.rib.receive(peer, received);
+            }
+            RibMsg::RouteRefresh { peer, family } => {
+                self.process();
+                let messages = self.rib.dump(peer, &[family]);
+                self.send(peer, messages);
+            }
+        }
+    }
+
+    fn send(&mut self, peer: IpAddr, messages: Vec<Vec<u8>>) {
+        if messages.is_empty() {
+            return;
+        }
+        self.stats.updates_out += messages.len() as u64;
+        // One write per batch: the writer task takes bytes, not messages.
+        let total = messages.iter().map(Vec::len).sum();
+        let mut bytes = Vec::with_capacity(total);
+        for message in messages {
+            bytes.extend_from_slice(&message);
+        }
+        self.speaker(Command::SendUpdate {
+            peer,
+            message: bytes,
+        });
+    }
+
+    fn process(&mut self) {
+        let processed = self.rib.process();
+        if !processed.fib.is_empty()
+            && let Some(kernel) = &self.kernel
+        {
+            let _ = kernel.send(KernelJob::Changes(processed.fib));
+        }
+        for (peer, messages) in processed.updates {
+            self.send(peer, messages);
+        }
+    }
+}
+
+fn status_rows(
+    rows: Vec<(IpAddr, Neighbor)>,
+    counts: &HashMap<IpAddr, crate::rib::PeerCounts>,
+    details: &[crate::speaker::PeerDetail],
+) -> Vec<PeerStatus> {
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    rows.into_iter()
+        .map(|(address, neighbor)| {
+            let detail = details.iter().find(|d| d.address == address);
+            let state = detail.map_or(State::Idle, |d| d.state);
+            let since = detail.map_or(wall, |d| {
+                wall.checked_sub(now.saturating_duration_since(d.since))
+                    .unwrap_or(wall)
+            });
+            let info = match (state, detail.and_then(|d| d.last_error.as_ref())) {
+                (State::Established, _) => "Established".to_string(),
+                (_, Some(error)) => format!("{error}"),
+                (state, None) => format!("{state:?}"),
+            };
+            let count = counts.get(&address).copied().unwrap_or_default();
+            PeerStatus {
+                address,
+                description: neighbor.description,
+                state,
+                since,
+                info,
+                prefixes_received: count.received,
+                prefixes_accepted: count.accepted,
+                prefixes_advertised: count.advertised,
+            }
+        })
+        .collect()
+}
