@@ -25,6 +25,16 @@ fn policy(i: usize) -> Resource {
     common::policy(i).into()
 }
 
+/// `VmRSS` / `VmHWM` of this process, in MB.
+fn process_memory_mb(field: &str) -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
 fn store(resource: &Resource, store: &MemoryStore) {
     let name = resource.metadata().name.as_str();
     let key = match resource.metadata().namespace.as_deref() {
@@ -42,6 +52,12 @@ fn main() {
         .map_or(10_000, |a| a.parse().expect("a number"));
     if !twill_integration::require_root() {
         return;
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
     let netns = twill_integration::TestNetns::new("felixbench").expect("namespace");
     let kernel = NetlinkKernel::open(&NetnsPath::from_path(netns.path()), NftConfig::default())
@@ -62,6 +78,7 @@ fn main() {
     let health = Arc::new(Health::new());
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let rss_before = process_memory_mb("VmRSS:");
     let start = Instant::now();
     let task = runtime.spawn(daemon::run_with_health(
         config,
@@ -81,6 +98,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let programmed = start.elapsed();
+    // Let the first full comparison with the kernel run too.
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_after, peak) = (process_memory_mb("VmRSS:"), process_memory_mb("VmHWM:"));
     let metrics = health.encode();
     let apply_sum = metrics
         .lines()
@@ -93,6 +113,10 @@ fn main() {
         .expect("daemon task")
         .expect("daemon ran");
     println!(
-        "{policies} policies, {LOCAL} local + {REMOTE} remote endpoints: start to programmed {programmed:?} (apply incl. verify: {apply_sum} s)"
+        "{policies} policies, {LOCAL} local + {REMOTE} remote endpoints: start to programmed {programmed:?} (applies incl. verification, sum: {apply_sum} s)"
+    );
+    println!(
+        "process RSS: {rss_before:.1} MB with the in-memory store filled, {rss_after:.1} MB with the daemon running ({:.1} MB daemon), peak {peak:.1} MB",
+        rss_after - rss_before
     );
 }

@@ -8,14 +8,15 @@
 //!    in WATCHED_KINDS) ──────────┤
 //!                                ▼
 //!                  ┌─────────── owner task (run) ───────────┐
-//!                  │ CalcGraph, RenderCache, last Ruleset,  │
+//!                  │ CalcGraph, IncrementalRender, last     │
+//!                  │ Ruleset + what changed since,          │
 //!                  │ local WEPs, status files               │
 //!                  │ timers: apply (throttle / backoff),    │
 //!                  │         drift check                    │
 //!                  └──────────────────┬─────────────────────┘
 //!                                     │ updates Arc<Health> ──► health task:
 //!                                     │        GET /livez /readyz /metrics
-//!                                     │ render → plan → nft -f - → read back → verify
+//!                                     │ render changes → plan them → nft -f -
 //!                                     ▼
 //!                        Kernel (NetlinkKernel / RecordingKernel)
 //!                                     │ then
@@ -32,14 +33,25 @@
 //!   (established flows survive a restart) and removed where not.
 //! * **Coalescing.** A change schedules an apply `apply_delay` later; every
 //!   change until then joins the same transaction.
+//! * **Incremental.** The graph names what changed; the renderer redoes
+//!   only that and names the chains, sets and maps it touched; the plan
+//!   looks at those alone.
 //! * **Fail closed, verify.** A failed transaction changes nothing in the
 //!   kernel; the daemon forgets what it believed the kernel has, and retries
-//!   with exponential backoff planning against a fresh read-back. After a
-//!   transaction the table is read back and must plan to nothing.
+//!   with exponential backoff planning against a fresh read-back.
+//!   Verification (see [`Verification`]): a transaction planned against a
+//!   read-back of an existing table is read back and must plan to nothing.
+//!   Transactions planned against the daemon's own record (every change
+//!   after the first), and the first one into an absent table (which
+//!   deletes any table of that name in the same transaction), leave the
+//!   kernel's table exactly as the script says once nft accepts it; the
+//!   whole table is then compared on the drift timer, the first time
+//!   shortly after the first apply.
 //! * **Drift.** Every `drift_interval` the table is read back and any
 //!   difference repaired.
 
 pub mod health;
+pub mod routes;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -61,7 +73,9 @@ use twill_kernel::{Kernel, KernelError, KernelExt};
 use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, WatchEvent, WatchStream};
 
 use crate::model::Update;
-use crate::render::{RenderCache, RenderConfig, from_endpoint_chain, render_with_cache};
+use crate::plan::plan_touched;
+use crate::render::{IncrementalRender, RenderConfig, from_endpoint_chain};
+use crate::ruleset::{Op, Touched};
 use crate::{CalcGraph, Ruleset, plan, readback, script};
 use health::{Health, ResyncState};
 use status::{LocalWep, StatusDir};
@@ -83,6 +97,7 @@ pub const WATCHED_KINDS: &[&str] = &[
     twill_api::endpoint::HostEndpointSpec::STORE_KIND,
     twill_api::profile::ProfileSpec::STORE_KIND,
     twill_api::felix::FelixConfigurationSpec::STORE_KIND,
+    twill_api::ippool::IPPoolSpec::STORE_KIND,
 ];
 
 /// The daemon's configuration, validated by [`DaemonConfig::validate`]
@@ -110,6 +125,10 @@ pub struct DaemonConfig {
     /// Where to serve `/livez`, `/readyz` and `/metrics`; none when unset.
     #[serde(default)]
     pub health_address: Option<SocketAddr>,
+    /// Local routes, VXLAN and the pod MTU file ([`routes`]); off when
+    /// unset.
+    #[serde(default)]
+    pub routing: Option<routes::RoutingConfig>,
 }
 
 mod millis {
@@ -135,6 +154,7 @@ impl DaemonConfig {
             retry_min: Duration::from_millis(100),
             retry_max: Duration::from_secs(10),
             health_address: None,
+            routing: None,
         }
     }
 
@@ -364,7 +384,7 @@ fn deleted_update(kind: &str, key: &Key) -> Option<Update> {
                     name: sa.into(),
                 }
             } else {
-                return None;
+                Update::ProfileDeleted { name }
             }
         }
         _ => return None,
@@ -377,21 +397,47 @@ fn object_id(key: &Key) -> ObjectId {
     (key.namespace.clone(), key.name.clone())
 }
 
+/// How the daemon knows the kernel holds what it applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verification {
+    /// The plan was made against the daemon's own record of the table, or
+    /// against an absent table with a `delete table` first: once nft
+    /// accepts the transaction (atomically), the table is what the script
+    /// says. Chains are rewritten whole, map entries are deleted before
+    /// they are added, and deleting a missing element fails the whole
+    /// transaction, so a stale record shows up as a failed apply.
+    Construction,
+    /// The plan was made against a read-back of an existing table: the
+    /// table is read back again after the transaction and must plan to
+    /// nothing.
+    ReadBack,
+}
+
 /// What one apply did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Applied {
     /// Operations in the transaction (0: nothing was written).
     ops: usize,
+    /// How the result was verified.
+    verification: Verification,
 }
+
+/// How long after the first apply the whole table is read back and
+/// compared (later ones follow `drift_interval`).
+const FIRST_DRIFT_CHECK: Duration = Duration::from_secs(2);
 
 /// The state the owner task keeps.
 struct Felix {
     config: DaemonConfig,
     kernel: Arc<dyn Kernel>,
     graph: CalcGraph,
-    cache: RenderCache,
+    renderer: IncrementalRender,
+    /// What may differ between the renderer's ruleset and `last_applied`.
+    touched: Touched,
     render_config: RenderConfig,
     felix_configs: BTreeMap<String, FelixConfigurationSpec>,
+    /// IP pools by name (NAT outgoing).
+    pools: BTreeMap<String, twill_api::ippool::IPPoolSpec>,
     /// Objects known per kind, to turn a snapshot into deletions.
     known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
     /// WorkloadEndpoints on this node, by `(namespace, name)`.
@@ -404,6 +450,10 @@ struct Felix {
     failures: u32,
     /// At least one apply succeeded.
     applied_once: bool,
+    /// When the first whole-table comparison is due.
+    first_drift_check: Option<Instant>,
+    /// The apply under way compares the whole table (drift check).
+    checking_drift: bool,
     status: StatusDir,
     health: Arc<Health>,
 }
@@ -419,9 +469,11 @@ impl Felix {
             graph: CalcGraph::new(config.node.clone()),
             config,
             kernel,
-            cache: RenderCache::default(),
+            renderer: IncrementalRender::new(RenderConfig::default()),
+            touched: Touched::everything(),
             render_config: RenderConfig::default(),
             felix_configs: BTreeMap::new(),
+            pools: BTreeMap::new(),
             known: BTreeMap::new(),
             local_weps: BTreeMap::new(),
             last_applied: None,
@@ -429,6 +481,8 @@ impl Felix {
             apply_at: None,
             failures: 0,
             applied_once: false,
+            first_drift_check: None,
+            checking_drift: false,
             status,
             health,
         }
@@ -503,8 +557,12 @@ impl Felix {
     }
 
     fn update(&mut self, update: Update) {
-        if let Err(error) = self.graph.on_update(update) {
-            tracing::warn!(%error, "resource ignored");
+        match self.graph.on_update(update) {
+            Ok(()) => {}
+            Err(error @ crate::Error::Unsupported { .. }) => {
+                tracing::warn!(%error, "policy enforced fail closed where unsupported");
+            }
+            Err(error) => tracing::warn!(%error, "resource ignored"),
         }
     }
 
@@ -546,6 +604,11 @@ impl Felix {
                 self.refresh_render_config();
                 return;
             }
+            Resource::IPPool(pool) => {
+                self.pools.insert(item.key.name.clone(), pool.spec.clone());
+                self.refresh_render_config();
+                return;
+            }
             _ => {}
         }
         if let Some(update) = Update::from_resource(resource) {
@@ -556,6 +619,11 @@ impl Felix {
     fn on_deleted(&mut self, kind: &str, key: &Key) {
         if kind == FelixConfigurationSpec::STORE_KIND {
             self.felix_configs.remove(&key.name);
+            self.refresh_render_config();
+            return;
+        }
+        if kind == twill_api::ippool::IPPoolSpec::STORE_KIND {
+            self.pools.remove(&key.name);
             self.refresh_render_config();
             return;
         }
@@ -572,12 +640,15 @@ impl Felix {
     /// merged between the two.
     fn refresh_render_config(&mut self) {
         let node_specific = format!("node.{}", self.config.node);
-        self.render_config = self
+        let felix = self
             .felix_configs
             .get(&node_specific)
-            .or_else(|| self.felix_configs.get("default"))
+            .or_else(|| self.felix_configs.get("default"));
+        self.render_config = felix
             .map(RenderConfig::from_felix_configuration)
             .unwrap_or_default();
+        self.render_config.nat_outgoing =
+            crate::render::nat::NatOutgoing::new(self.pools.values(), felix);
     }
 
     async fn read_back(&self) -> Result<Ruleset, DaemonError> {
@@ -591,14 +662,43 @@ impl Felix {
         }
     }
 
-    /// Render, plan, one transaction, verify.
+    /// Whether Twill's table exists, as a read-back.
+    async fn read_back_existing(&self) -> Result<Option<Ruleset>, DaemonError> {
+        match self.kernel.nft_read_table(TABLE_FAMILY, TABLE_NAME).await {
+            Ok(table) => Ok(Some(readback::from_kernel(&table))),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(source) => Err(DaemonError::Kernel {
+                action: "reading the nft table",
+                source,
+            }),
+        }
+    }
+
+    /// Render what changed, plan, one transaction, verify.
     async fn try_apply(&mut self) -> Result<Applied, DaemonError> {
-        let desired = render_with_cache(&self.graph, &self.render_config, &mut self.cache);
-        let actual = match self.last_applied.take() {
-            Some(ruleset) => ruleset,
-            None => self.read_back().await?,
+        self.renderer.set_config(self.render_config.clone());
+        self.renderer.sync(&mut self.graph);
+        self.touched.merge(self.renderer.take_touched());
+        // `scoped`: planned over the touched names against our own record.
+        let (mut actual, ops, verification, scoped) = match self.last_applied.take() {
+            Some(actual) => {
+                let ops = plan_touched(self.renderer.ruleset(), &actual, &self.touched);
+                (actual, ops, Verification::Construction, !self.touched.all)
+            }
+            None => match self.read_back_existing().await? {
+                Some(actual) => {
+                    let ops = plan(self.renderer.ruleset(), &actual);
+                    (actual, ops, Verification::ReadBack, false)
+                }
+                None => {
+                    // Whatever appears under our name meanwhile is replaced.
+                    let mut ops = vec![Op::AddTable, Op::DeleteTable];
+                    ops.extend(plan(self.renderer.ruleset(), &Ruleset::default()));
+                    (Ruleset::default(), ops, Verification::Construction, false)
+                }
+            },
         };
-        let ops = plan(&desired, &actual);
+        let desired = self.renderer.ruleset();
         if !ops.is_empty() {
             self.kernel
                 .nft_apply(&script(&ops))
@@ -607,19 +707,30 @@ impl Felix {
                     action: "the nft transaction",
                     source,
                 })?;
-            let residual = plan(&desired, &self.read_back().await?);
-            if !residual.is_empty() {
-                tracing::debug!(
-                    script = script(&residual),
-                    "unexpected difference after apply"
-                );
-                return Err(DaemonError::Verify {
-                    ops: residual.len(),
-                });
+            if verification == Verification::ReadBack {
+                let residual = plan(desired, &self.read_back().await?);
+                if !residual.is_empty() {
+                    tracing::debug!(
+                        script = script(&residual),
+                        "unexpected difference after apply"
+                    );
+                    return Err(DaemonError::Verify {
+                        ops: residual.len(),
+                    });
+                }
             }
         }
-        self.last_applied = Some(desired);
-        Ok(Applied { ops: ops.len() })
+        if scoped {
+            actual.copy_touched(desired, &self.touched);
+        } else {
+            actual.clone_from(desired);
+        }
+        self.last_applied = Some(actual);
+        self.touched = Touched::default();
+        Ok(Applied {
+            ops: ops.len(),
+            verification,
+        })
     }
 
     async fn apply(&mut self) {
@@ -635,12 +746,22 @@ impl Felix {
         match result {
             Ok(applied) => {
                 self.failures = 0;
+                if !self.applied_once {
+                    self.first_drift_check = Some(Instant::now() + FIRST_DRIFT_CHECK);
+                }
+                if self.checking_drift && applied.ops > 0 {
+                    tracing::warn!(
+                        ops = applied.ops,
+                        "the kernel's table had drifted; repaired"
+                    );
+                }
+                self.checking_drift = false;
                 self.applied_once = true;
                 self.health.set_state(ResyncState::InSync, true);
                 self.dirty = false;
                 self.graph.clear_dirty();
                 if applied.ops > 0 {
-                    tracing::info!(ops = applied.ops, elapsed_ms, "ruleset applied");
+                    tracing::info!(ops = applied.ops, elapsed_ms, verification = ?applied.verification, "ruleset applied");
                 }
                 if let Err(error) = self.sync_status() {
                     tracing::error!(%error, "endpoint status not written");
@@ -705,9 +826,20 @@ impl Felix {
         self.status.sync(&programmed)
     }
 
+    fn on_first_drift_check(&mut self) {
+        if self.apply_at.is_some() {
+            // An apply (or its retry) comes first; check after it.
+            self.first_drift_check = Some(Instant::now() + FIRST_DRIFT_CHECK);
+        } else {
+            self.on_drift_tick();
+        }
+    }
+
     fn on_drift_tick(&mut self) {
         if self.synced() && self.apply_at.is_none() {
             tracing::debug!("drift check");
+            self.first_drift_check = None;
+            self.checking_drift = true;
             self.last_applied = None;
             self.dirty = true;
             self.apply_at = Some(Instant::now());
@@ -779,6 +911,23 @@ pub async fn run_with_health(
         let span = tracing::info_span!(parent: &span, "health");
         watches.spawn(health::serve(listener, Arc::clone(&health), STALL).instrument(span));
     }
+    if let Some(routing) = config.routing.clone() {
+        let timers = routes::Timers {
+            apply_delay: config.apply_delay,
+            drift_interval: config.drift_interval,
+            retry_min: config.retry_min,
+            retry_max: config.retry_max,
+        };
+        let span = tracing::info_span!(parent: &span, "routing");
+        let task = routes::run(
+            config.node.clone(),
+            routing,
+            timers,
+            store.clone(),
+            Arc::clone(&kernel),
+        );
+        watches.spawn(task.instrument(span));
+    }
     health.heartbeat();
     let drift_interval = config.drift_interval;
     let mut felix = Felix::new(config, kernel, status, Arc::clone(&health));
@@ -795,6 +944,13 @@ pub async fn run_with_health(
                     None => std::future::pending().await,
                 }
             };
+            let first_check = felix.first_drift_check;
+            let first_check_due = async move {
+                match first_check {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 msg = rx.recv() => match msg {
@@ -803,6 +959,7 @@ pub async fn run_with_health(
                 },
                 () = apply_due => felix.apply().await,
                 _ = drift.tick() => felix.on_drift_tick(),
+                () = first_check_due => felix.on_first_drift_check(),
                 _ = heartbeat.tick() => {}
             }
             felix.health.heartbeat();

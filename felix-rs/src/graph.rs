@@ -19,12 +19,12 @@ use std::collections::{BTreeMap, BTreeSet};
 use ipnet::IpNet;
 use twill_api::common::Action;
 use twill_selector::Selector;
-use twill_selector::index::LabelIndex;
+use twill_selector::index::{LabelIndex, MatchEvent};
 
 use crate::Error;
 use crate::model::{
     self, Endpoint, EndpointKey, HostEndpointInfo, K8S_NAMESPACE_NAME_LABEL, NAME_LABEL, NetSet,
-    Policy, PolicyKey, PolicyRule, SERVICE_ACCOUNT_LABEL_PREFIX, TierInfo, Update,
+    Policy, PolicyKey, PolicyRule, ProfileStep, SERVICE_ACCOUNT_LABEL_PREFIX, TierInfo, Update,
 };
 
 /// Identity of a NetworkSet (empty namespace: a GlobalNetworkSet).
@@ -49,9 +49,37 @@ pub enum Member {
 
 /// Something on this node that policies apply to.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-enum LocalKey {
+pub enum LocalKey {
+    /// A workload endpoint on this node.
     Workload(EndpointKey),
+    /// A HostEndpoint of this node, by name.
     Host(String),
+}
+
+/// What changed in the graph since the last [`CalcGraph::take_changes`]:
+/// what the incremental renderer has to redo. A key listed here may be
+/// unchanged after all (the renderer then finds nothing to do for it);
+/// a change not listed here is a bug the incremental-equals-full property
+/// test exists to catch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Anything may have changed (a new graph, a Tier changed).
+    pub all: bool,
+    /// Local endpoints (or endpoints that were local) whose interface,
+    /// addresses or applicable policies may have changed.
+    pub locals: BTreeSet<LocalKey>,
+    /// Policies created, changed or removed.
+    pub policies: BTreeSet<PolicyKey>,
+    /// Rule selectors (by [`Selector::id`]) whose members' addresses or
+    /// named ports may have changed.
+    pub selectors: BTreeSet<String>,
+}
+
+impl Changes {
+    /// Whether nothing changed.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.locals.is_empty() && self.policies.is_empty() && self.selectors.is_empty()
+    }
 }
 
 /// Traffic direction, from the endpoint's point of view.
@@ -89,6 +117,7 @@ pub struct CalcGraph {
     ipset_index: LabelIndex<String, Member, String>,
     /// Rule selectors by ID, with the number of policy references.
     rule_selectors: BTreeMap<String, (Selector, usize)>,
+    changes: Changes,
     dirty: bool,
     in_sync: bool,
 }
@@ -153,6 +182,10 @@ impl CalcGraph {
             policy_index: LabelIndex::new(),
             ipset_index: LabelIndex::new(),
             rule_selectors: BTreeMap::new(),
+            changes: Changes {
+                all: true,
+                ..Changes::default()
+            },
             dirty: true,
             in_sync: false,
         }
@@ -160,6 +193,8 @@ impl CalcGraph {
 
     /// Applies one update. A resource that cannot be converted is removed
     /// (as if deleted) and the error returned; the rest of the graph is intact.
+    /// A policy with rules felix-rs cannot enforce as written is kept,
+    /// those rules made fail closed, and [`Error::Unsupported`] returned.
     pub fn on_update(&mut self, update: Update) -> Result<(), Error> {
         self.dirty = true;
         match update {
@@ -212,12 +247,17 @@ impl CalcGraph {
                 Ok(())
             }
             Update::TierUpserted(t) => {
-                self.tiers
-                    .insert(t.name().to_string(), TierInfo::from_tier(&t));
+                let info = TierInfo::from_tier(&t);
+                if self.tiers.get(t.name()) != Some(&info) {
+                    self.changes.all = true;
+                }
+                self.tiers.insert(t.name().to_string(), info);
                 Ok(())
             }
             Update::TierDeleted { name } => {
-                self.tiers.remove(&name);
+                if self.tiers.remove(&name).is_some() {
+                    self.changes.all = true;
+                }
                 Ok(())
             }
             Update::WorkloadEndpointUpserted(wep) => match model::convert_endpoint(&wep) {
@@ -245,15 +285,20 @@ impl CalcGraph {
                     &[NAME_LABEL, K8S_NAMESPACE_NAME_LABEL],
                 );
                 let parent = namespace_parent(&name);
-                self.policy_index
+                let events = self
+                    .policy_index
                     .update_parent(parent.clone(), labels.clone());
-                self.ipset_index.update_parent(parent, labels);
+                self.note_local_events(events);
+                let events = self.ipset_index.update_parent(parent, labels);
+                self.note_member_events(events);
                 Ok(())
             }
             Update::NamespaceDeleted { name } => {
                 let parent = namespace_parent(&name);
-                self.policy_index.remove_parent(&parent);
-                self.ipset_index.remove_parent(&parent);
+                let events = self.policy_index.remove_parent(&parent);
+                self.note_local_events(events);
+                let events = self.ipset_index.remove_parent(&parent);
+                self.note_member_events(events);
                 Ok(())
             }
             Update::ServiceAccountLabels {
@@ -264,15 +309,20 @@ impl CalcGraph {
                 let labels =
                     prefixed_labels(SERVICE_ACCOUNT_LABEL_PREFIX, &name, &labels, &[NAME_LABEL]);
                 let parent = service_account_parent(&namespace, &name);
-                self.policy_index
+                let events = self
+                    .policy_index
                     .update_parent(parent.clone(), labels.clone());
-                self.ipset_index.update_parent(parent, labels);
+                self.note_local_events(events);
+                let events = self.ipset_index.update_parent(parent, labels);
+                self.note_member_events(events);
                 Ok(())
             }
             Update::ServiceAccountDeleted { namespace, name } => {
                 let parent = service_account_parent(&namespace, &name);
-                self.policy_index.remove_parent(&parent);
-                self.ipset_index.remove_parent(&parent);
+                let events = self.policy_index.remove_parent(&parent);
+                self.note_local_events(events);
+                let events = self.ipset_index.remove_parent(&parent);
+                self.note_member_events(events);
                 Ok(())
             }
             Update::NetworkSetUpserted(set) => {
@@ -298,6 +348,26 @@ impl CalcGraph {
                     namespace: String::new(),
                     name,
                 });
+                Ok(())
+            }
+            Update::ProfileUpserted(profile) => {
+                let key = PolicyKey {
+                    kind: model::PolicyKind::Profile,
+                    namespace: String::new(),
+                    name: profile.name().to_string(),
+                };
+                self.upsert_profile(key, model::convert_profile(&profile))
+            }
+            Update::ProfileDeleted { name } => {
+                let key = PolicyKey {
+                    kind: model::PolicyKind::Profile,
+                    namespace: String::new(),
+                    name,
+                };
+                if self.policies.contains_key(&key) {
+                    self.remove_policy(&key);
+                    self.note_profile_users(&key.name);
+                }
                 Ok(())
             }
             Update::HostEndpointUpserted(hep) => {
@@ -335,10 +405,17 @@ impl CalcGraph {
                 for sel in policy_selectors(&policy) {
                     self.add_rule_selector(sel);
                 }
-                self.policy_index
+                let events = self
+                    .policy_index
                     .update_selector(key.clone(), policy.selector.clone());
+                self.note_local_events(events);
+                let selected: Vec<LocalKey> =
+                    self.policy_index.items_matching(&key).cloned().collect();
+                self.changes.locals.extend(selected);
+                self.changes.policies.insert(key.clone());
+                let unsupported = unsupported_error(&key, &policy);
                 self.policies.insert(key, policy);
-                Ok(())
+                unsupported.map_or(Ok(()), Err)
             }
             Err(e) => {
                 self.remove_policy(&key);
@@ -347,9 +424,84 @@ impl CalcGraph {
         }
     }
 
+    /// A Profile's rules are kept like a policy's, but no selector picks
+    /// them: endpoints name their profiles.
+    fn upsert_profile(
+        &mut self,
+        key: PolicyKey,
+        converted: Result<(PolicyKey, Policy), Error>,
+    ) -> Result<(), Error> {
+        let existed = self.policies.contains_key(&key);
+        self.remove_policy(&key);
+        let result = match converted {
+            Ok((_, profile)) => {
+                for sel in policy_selectors(&profile) {
+                    self.add_rule_selector(sel);
+                }
+                self.changes.policies.insert(key.clone());
+                let unsupported = unsupported_error(&key, &profile);
+                self.policies.insert(key.clone(), profile);
+                unsupported.map_or(Ok(()), Err)
+            }
+            Err(e) => Err(e),
+        };
+        if existed != self.policies.contains_key(&key) {
+            self.note_profile_users(&key.name);
+        }
+        result
+    }
+
+    /// Local endpoints listing profile `name` (whose chains jump to it or
+    /// drop for want of it).
+    fn note_profile_users(&mut self, name: &str) {
+        let users: Vec<LocalKey> = self
+            .local_endpoints()
+            .filter(|(_, ep)| ep.profiles.iter().any(|p| p == name))
+            .map(|(key, _)| LocalKey::Workload(key.clone()))
+            .chain(
+                self.host_endpoints
+                    .iter()
+                    .filter(|(_, h)| {
+                        h.node == self.hostname && h.profiles.iter().any(|p| p == name)
+                    })
+                    .map(|(key, _)| LocalKey::Host(key.clone())),
+            )
+            .collect();
+        self.changes.locals.extend(users);
+    }
+
+    /// What each of `profiles` contributes after the tiers, in order.
+    pub fn profile_steps(&self, profiles: &[String]) -> Vec<ProfileStep> {
+        profiles
+            .iter()
+            .map(|name| {
+                let key = PolicyKey {
+                    kind: model::PolicyKind::Profile,
+                    namespace: String::new(),
+                    name: name.clone(),
+                };
+                if name.starts_with(model::NAMESPACE_PROFILE_PREFIX) {
+                    ProfileStep::AllowAll
+                } else if name.starts_with(model::SERVICE_ACCOUNT_PROFILE_PREFIX) {
+                    ProfileStep::NoRules
+                } else if self.policies.contains_key(&key) {
+                    ProfileStep::Rules(key)
+                } else if name == model::DEFAULT_ALLOW_PROFILE {
+                    ProfileStep::AllowAll
+                } else {
+                    ProfileStep::Missing
+                }
+            })
+            .collect()
+    }
+
     fn remove_policy(&mut self, key: &PolicyKey) {
         if let Some(old) = self.policies.remove(key) {
-            self.policy_index.remove_selector(key);
+            self.changes.policies.insert(key.clone());
+            let selected: Vec<LocalKey> = self.policy_index.items_matching(key).cloned().collect();
+            self.changes.locals.extend(selected);
+            let events = self.policy_index.remove_selector(key);
+            self.note_local_events(events);
             for sel in policy_selectors(&old) {
                 self.release_rule_selector(&sel);
             }
@@ -361,7 +513,9 @@ impl CalcGraph {
         match self.rule_selectors.get_mut(&id) {
             Some((_, count)) => *count += 1,
             None => {
-                self.ipset_index.update_selector(id.clone(), sel.clone());
+                let events = self.ipset_index.update_selector(id.clone(), sel.clone());
+                self.note_member_events(events);
+                self.changes.selectors.insert(id.clone());
                 self.rule_selectors.insert(id, (sel, 1));
             }
         }
@@ -373,7 +527,9 @@ impl CalcGraph {
             *count -= 1;
             if *count == 0 {
                 self.rule_selectors.remove(&id);
-                self.ipset_index.remove_selector(&id);
+                let events = self.ipset_index.remove_selector(&id);
+                self.note_member_events(events);
+                self.changes.selectors.insert(id);
             }
         }
     }
@@ -386,46 +542,110 @@ impl CalcGraph {
         parents
     }
 
+    /// Local endpoints whose policies changed.
+    fn note_local_events(&mut self, events: Vec<MatchEvent<PolicyKey, LocalKey>>) {
+        for event in events {
+            let (MatchEvent::MatchStarted(_, local) | MatchEvent::MatchStopped(_, local)) = event;
+            self.changes.locals.insert(local);
+        }
+    }
+
+    /// Rule selectors whose members changed.
+    fn note_member_events(&mut self, events: Vec<MatchEvent<String, Member>>) {
+        for event in events {
+            let (MatchEvent::MatchStarted(selector, _) | MatchEvent::MatchStopped(selector, _)) =
+                event;
+            self.changes.selectors.insert(selector);
+        }
+    }
+
+    /// Every selector matching `member` (before a change of its addresses).
+    fn note_member_content(&mut self, member: &Member) {
+        let selectors: Vec<String> = self
+            .ipset_index
+            .selectors_matching(member)
+            .cloned()
+            .collect();
+        self.changes.selectors.extend(selectors);
+    }
+
     fn upsert_endpoint(&mut self, key: EndpointKey, ep: Endpoint) {
         let parents = Self::parents(&ep);
         let local = LocalKey::Workload(key.clone());
-        if ep.node == self.hostname {
-            self.policy_index
-                .update_item(local, ep.labels.clone(), parents.clone());
-        } else {
-            self.policy_index.remove_item(&local);
+        let member = Member::Endpoint(key.clone());
+        let old = self.endpoints.get(&key);
+        if old.is_some_and(|o| o.node == self.hostname) || ep.node == self.hostname {
+            self.changes.locals.insert(local.clone());
         }
-        self.ipset_index
-            .update_item(Member::Endpoint(key.clone()), ep.labels.clone(), parents);
+        if old.is_none_or(|o| o.addrs != ep.addrs || o.ports != ep.ports) {
+            self.note_member_content(&member);
+        }
+        let events = if ep.node == self.hostname {
+            self.policy_index
+                .update_item(local, ep.labels.clone(), parents.clone())
+        } else {
+            self.policy_index.remove_item(&local)
+        };
+        self.note_local_events(events);
+        let events = self
+            .ipset_index
+            .update_item(member, ep.labels.clone(), parents);
+        self.note_member_events(events);
         self.endpoints.insert(key, ep);
     }
 
     fn remove_endpoint(&mut self, key: &EndpointKey) {
-        self.endpoints.remove(key);
-        self.policy_index
+        if let Some(old) = self.endpoints.remove(key)
+            && old.node == self.hostname
+        {
+            self.changes.locals.insert(LocalKey::Workload(key.clone()));
+        }
+        let events = self
+            .policy_index
             .remove_item(&LocalKey::Workload(key.clone()));
-        self.ipset_index.remove_item(&Member::Endpoint(key.clone()));
+        self.note_local_events(events);
+        let events = self.ipset_index.remove_item(&Member::Endpoint(key.clone()));
+        self.note_member_events(events);
     }
 
     fn upsert_host_endpoint(&mut self, name: String, info: HostEndpointInfo) {
         let local = LocalKey::Host(name.clone());
-        if info.node == self.hostname {
-            self.policy_index
-                .update_item(local, info.labels.clone(), Vec::new());
-        } else {
-            self.policy_index.remove_item(&local);
+        let member = Member::Host(name.clone());
+        let old = self.host_endpoints.get(&name);
+        if old.is_some_and(|o| o.node == self.hostname) || info.node == self.hostname {
+            self.changes.locals.insert(local.clone());
         }
-        self.ipset_index
-            .update_item(Member::Host(name.clone()), info.labels.clone(), Vec::new());
+        if old.is_none_or(|o| o.addrs != info.addrs) {
+            self.note_member_content(&member);
+        }
+        let events = if info.node == self.hostname {
+            self.policy_index
+                .update_item(local, info.labels.clone(), Vec::new())
+        } else {
+            self.policy_index.remove_item(&local)
+        };
+        self.note_local_events(events);
+        let events = self
+            .ipset_index
+            .update_item(member, info.labels.clone(), Vec::new());
+        self.note_member_events(events);
         self.host_endpoints.insert(name, info);
     }
 
     fn remove_host_endpoint(&mut self, name: &str) {
-        self.host_endpoints.remove(name);
-        self.policy_index
+        if let Some(old) = self.host_endpoints.remove(name)
+            && old.node == self.hostname
+        {
+            self.changes.locals.insert(LocalKey::Host(name.to_string()));
+        }
+        let events = self
+            .policy_index
             .remove_item(&LocalKey::Host(name.to_string()));
-        self.ipset_index
+        self.note_local_events(events);
+        let events = self
+            .ipset_index
             .remove_item(&Member::Host(name.to_string()));
+        self.note_member_events(events);
     }
 
     /// This node's HostEndpoints that name one interface, by name.
@@ -452,11 +672,18 @@ impl CalcGraph {
                 } else {
                     vec![namespace_parent(&set.namespace)]
                 };
-                self.ipset_index.update_item(
-                    Member::NetSet(key.clone()),
-                    set.labels.clone(),
-                    parents,
-                );
+                let member = Member::NetSet(key.clone());
+                if self
+                    .net_sets
+                    .get(&key)
+                    .is_none_or(|old| old.nets != set.nets)
+                {
+                    self.note_member_content(&member);
+                }
+                let events = self
+                    .ipset_index
+                    .update_item(member, set.labels.clone(), parents);
+                self.note_member_events(events);
                 self.net_sets.insert(key, set);
                 Ok(())
             }
@@ -469,7 +696,8 @@ impl CalcGraph {
 
     fn remove_net_set(&mut self, key: &NetSetKey) {
         self.net_sets.remove(key);
-        self.ipset_index.remove_item(&Member::NetSet(key.clone()));
+        let events = self.ipset_index.remove_item(&Member::NetSet(key.clone()));
+        self.note_member_events(events);
     }
 
     /// This node's name.
@@ -490,6 +718,21 @@ impl CalcGraph {
     /// Marks the current state as programmed.
     pub fn clear_dirty(&mut self) {
         self.dirty = false;
+    }
+
+    /// What changed since the last call (the first call: everything).
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// A workload endpoint (local or remote) by key.
+    pub fn endpoint(&self, key: &EndpointKey) -> Option<&Endpoint> {
+        self.endpoints.get(key)
+    }
+
+    /// A HostEndpoint (of any node) by name.
+    pub fn host_endpoint(&self, name: &str) -> Option<&HostEndpointInfo> {
+        self.host_endpoints.get(name)
     }
 
     /// The endpoints on this node, by key.
@@ -613,6 +856,21 @@ impl CalcGraph {
     pub fn rule_selector_count(&self) -> usize {
         self.rule_selectors.len()
     }
+}
+
+/// The error naming what of `policy` is not enforced as written, if any.
+fn unsupported_error(key: &PolicyKey, policy: &Policy) -> Option<Error> {
+    if policy.unsupported.is_empty() {
+        return None;
+    }
+    let fields: Vec<&str> = policy.unsupported.iter().map(|(f, _)| f.as_str()).collect();
+    let mut reasons: Vec<&str> = policy.unsupported.iter().map(|(_, r)| *r).collect();
+    reasons.dedup();
+    Some(Error::Unsupported {
+        policy: key.to_string(),
+        fields: fields.join(", "),
+        reason: reasons.join("; "),
+    })
 }
 
 fn order_key(order: Option<f64>) -> f64 {

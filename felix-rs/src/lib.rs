@@ -21,6 +21,11 @@
 //!   repair, health and metrics) that the `felix-rs` binary runs.
 //! * [`readback`]: the kernel's table (`twill_kernel::NftTable`) as a
 //!   [`Ruleset`] to plan against and to verify an apply with.
+//! * [`routing`]: local pod routes, the VXLAN overlay (Always and
+//!   CrossSubnet) and the pod MTU, as a pure model planned against the
+//!   kernel's listing; run by the daemon's routing task
+//!   ([`daemon::routes`]). NAT outgoing is part of the ruleset
+//!   ([`render::nat`]).
 //!
 //! # Ruleset layout (table `inet twill`)
 //!
@@ -85,6 +90,7 @@ pub mod model;
 pub mod plan;
 pub mod readback;
 pub mod render;
+pub mod routing;
 pub mod ruleset;
 
 pub use graph::{CalcGraph, Dir};
@@ -128,4 +134,15 @@ pub enum Error {
     /// A plan that does not apply to the ruleset it was given.
     #[error("cannot apply plan: {0}")]
     Apply(String),
+    /// A policy was accepted, but some of its rules cannot be enforced as
+    /// written; they are enforced fail closed instead.
+    #[error("policy {policy}: {fields} not enforced as written: {reason}")]
+    Unsupported {
+        /// The policy.
+        policy: String,
+        /// Field paths of the rules concerned, comma-separated.
+        fields: String,
+        /// Why, and what is enforced instead.
+        reason: String,
+    },
 }

@@ -41,6 +41,15 @@ struct Args {
     /// Where to serve /livez, /readyz and /metrics (e.g. 127.0.0.1:9091).
     #[arg(long)]
     health_address: Option<std::net::SocketAddr>,
+    /// Do not program routes, the VXLAN overlay or the pod MTU file.
+    #[arg(long)]
+    no_routing: bool,
+    /// Where the pod MTU is published for twill-cni.
+    #[arg(long, default_value = twill_api::status::DEFAULT_MTU_FILE)]
+    mtu_file: PathBuf,
+    /// Milliseconds a local pod route may exist without its endpoint.
+    #[arg(long, default_value_t = 5_000)]
+    stale_route_grace_ms: u64,
     /// The `nft` binary.
     #[arg(long, default_value = "nft")]
     nft: PathBuf,
@@ -59,6 +68,10 @@ impl Args {
             retry_min: Duration::from_millis(self.retry_min_ms),
             retry_max: Duration::from_millis(self.retry_max_ms),
             health_address: self.health_address,
+            routing: (!self.no_routing).then(|| daemon::routes::RoutingConfig {
+                mtu_file: self.mtu_file.clone(),
+                stale_route_grace: Duration::from_millis(self.stale_route_grace_ms),
+            }),
         }
     }
 }

@@ -46,6 +46,9 @@ pub enum PolicyKind {
     Global,
     /// Kubernetes `NetworkPolicy`.
     Kubernetes,
+    /// A Calico `Profile`'s rules, which endpoints listing the profile
+    /// reach after every tier (never selected by a selector).
+    Profile,
 }
 
 /// Identity of a policy: (kind, namespace, name), as Calico keys them since v3.32.
@@ -65,6 +68,7 @@ impl fmt::Display for PolicyKey {
             PolicyKind::Calico => "np",
             PolicyKind::Global => "gnp",
             PolicyKind::Kubernetes => "knp",
+            PolicyKind::Profile => "profile",
         };
         if self.namespace.is_empty() {
             write!(f, "{kind}/{}", self.name)
@@ -145,7 +149,24 @@ pub struct Policy {
     pub ingress: Vec<PolicyRule>,
     /// Egress rules, in order.
     pub egress: Vec<PolicyRule>,
+    /// Fields felix-rs cannot enforce as written, with why and what it
+    /// enforces instead (a rule's `services` match, see
+    /// [`SERVICES_UNSUPPORTED`]; a GlobalNetworkPolicy's `doNotTrack`,
+    /// `preDNAT` or `applyOnForward`, see [`HOST_FLAGS_UNSUPPORTED`]).
+    pub unsupported: Vec<(String, &'static str)>,
 }
+
+/// Why a rule's `services` match is not enforced as written.
+pub const SERVICES_UNSUPPORTED: &str = "services matches need Kubernetes Services and their \
+     endpoints, which Twill's datastore does not hold yet; such a rule is enforced fail closed \
+     (Allow, Pass and Log rules with services never match; Deny rules with services deny \
+     whatever else they match)";
+
+/// Why a GlobalNetworkPolicy's `doNotTrack`, `preDNAT` and
+/// `applyOnForward` are not enforced as written.
+pub const HOST_FLAGS_UNSUPPORTED: &str = "felix-rs does not render untracked (raw table), \
+     pre-DNAT or forwarded-traffic host endpoint policy yet; the policy is enforced as a \
+     normal policy on traffic to and from the host only";
 
 /// A tier's ordering and default action.
 #[derive(Debug, Clone, PartialEq)]
@@ -213,6 +234,35 @@ pub struct Endpoint {
     pub allow_spoofed: Vec<IpNet>,
     /// Its named ports.
     pub ports: Vec<NamedPort>,
+    /// The profiles whose rules apply after every tier, in order: the
+    /// WorkloadEndpoint's `profiles`, or else what Calico gives a pod
+    /// (`kns.<namespace>`, then `ksa.<namespace>.<serviceaccount>`).
+    pub profiles: Vec<String>,
+}
+
+/// Prefix of the namespace profiles Calico derives from Namespaces.
+pub const NAMESPACE_PROFILE_PREFIX: &str = "kns.";
+/// Prefix of the service-account profiles Calico derives from ServiceAccounts.
+pub const SERVICE_ACCOUNT_PROFILE_PREFIX: &str = "ksa.";
+/// The profile Calico's auto-created HostEndpoints list: allows everything.
+pub const DEFAULT_ALLOW_PROFILE: &str = "projectcalico-default-allow";
+
+/// What an endpoint's profile contributes after the tiers, as Calico
+/// derives or defines it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProfileStep {
+    /// Allows everything: `kns.<namespace>` (Calico generates it with one
+    /// Allow rule per direction, whatever the stored resource says) and
+    /// `projectcalico-default-allow` when no resource of that name exists.
+    AllowAll,
+    /// No rules: `ksa.<namespace>.<serviceaccount>` (labels only, as Calico
+    /// generates it).
+    NoRules,
+    /// A Profile resource's rules, rendered as their own chains.
+    Rules(PolicyKey),
+    /// A profile that does not exist: Calico drops (a stand-in with one
+    /// Deny rule), so a missing profile never opens anything.
+    Missing,
 }
 
 /// A HostEndpoint: one of the host's interfaces (or just its addresses),
@@ -228,8 +278,8 @@ pub struct HostEndpointInfo {
     pub labels: BTreeMap<String, String>,
     /// Its expected addresses (members of selector sets).
     pub addrs: Vec<IpNet>,
-    /// Whether it lists any profile (felix-rs takes profiles to allow).
-    pub has_profiles: bool,
+    /// The profiles whose rules apply after every tier, in order.
+    pub profiles: Vec<String>,
 }
 
 /// A NetworkSet or GlobalNetworkSet: labelled CIDRs selectors can match.
@@ -328,6 +378,13 @@ pub enum Update {
     GlobalNetworkSetUpserted(Box<GlobalNetworkSet>),
     /// A GlobalNetworkSet was deleted.
     GlobalNetworkSetDeleted {
+        /// Its name.
+        name: String,
+    },
+    /// A Profile other than `kns.*` / `ksa.*` was created or changed.
+    ProfileUpserted(Box<twill_api::profile::Profile>),
+    /// A Profile other than `kns.*` / `ksa.*` was deleted.
+    ProfileDeleted {
         /// Its name.
         name: String,
     },
@@ -490,13 +547,29 @@ pub fn convert_rule(
 /// Converts a policy's rules. felix-rs does not match `services` yet; so
 /// that this never fails open, a rule with a services match is dropped when
 /// it would allow, pass or log, and kept without the services restriction
-/// (denying more) when it denies.
-fn convert_rules(field: &str, rules: &[Rule], ns: Option<&str>) -> Result<Vec<PolicyRule>, Error> {
+/// (denying more) when it denies; its field path goes into `unsupported`.
+pub(crate) fn convert_rules(
+    field: &str,
+    rules: &[Rule],
+    ns: Option<&str>,
+    unsupported: &mut Vec<(String, &'static str)>,
+) -> Result<Vec<PolicyRule>, Error> {
     let mut out = Vec::with_capacity(rules.len());
     for (i, r) in rules.iter().enumerate() {
         let uses_services = r.source.services.is_some() || r.destination.services.is_some();
-        if uses_services && r.action != Action::Deny {
-            continue;
+        if uses_services {
+            let side = if r.source.services.is_some() {
+                "source"
+            } else {
+                "destination"
+            };
+            unsupported.push((
+                format!("{field}[{i}].{side}.services"),
+                SERVICES_UNSUPPORTED,
+            ));
+            if r.action != Action::Deny {
+                continue;
+            }
         }
         out.push(convert_rule(&format!("{field}[{i}]"), r, ns)?);
     }
@@ -542,6 +615,9 @@ pub fn convert_network_policy(policy: &NetworkPolicy) -> Result<(PolicyKey, Poli
         namespace: ns.clone(),
         name: policy.name().to_string(),
     };
+    let mut unsupported = Vec::new();
+    let ingress = convert_rules("ingress", &spec.ingress, Some(&ns), &mut unsupported)?;
+    let egress = convert_rules("egress", &spec.egress, Some(&ns), &mut unsupported)?;
     Ok((
         key,
         Policy {
@@ -550,8 +626,9 @@ pub fn convert_network_policy(policy: &NetworkPolicy) -> Result<(PolicyKey, Poli
             selector,
             ingress_enabled,
             egress_enabled,
-            ingress: convert_rules("ingress", &spec.ingress, Some(&ns))?,
-            egress: convert_rules("egress", &spec.egress, Some(&ns))?,
+            ingress,
+            egress,
+            unsupported,
         },
     ))
 }
@@ -580,6 +657,18 @@ pub fn convert_global_policy(policy: &GlobalNetworkPolicy) -> Result<(PolicyKey,
         namespace: String::new(),
         name: policy.name().to_string(),
     };
+    let mut unsupported = Vec::new();
+    let ingress = convert_rules("ingress", &spec.ingress, None, &mut unsupported)?;
+    let egress = convert_rules("egress", &spec.egress, None, &mut unsupported)?;
+    for (set, field) in [
+        (spec.do_not_track, "doNotTrack"),
+        (spec.pre_dnat, "preDNAT"),
+        (spec.apply_on_forward, "applyOnForward"),
+    ] {
+        if set {
+            unsupported.push((field.to_string(), HOST_FLAGS_UNSUPPORTED));
+        }
+    }
     Ok((
         key,
         Policy {
@@ -588,8 +677,9 @@ pub fn convert_global_policy(policy: &GlobalNetworkPolicy) -> Result<(PolicyKey,
             selector,
             ingress_enabled,
             egress_enabled,
-            ingress: convert_rules("ingress", &spec.ingress, None)?,
-            egress: convert_rules("egress", &spec.egress, None)?,
+            ingress,
+            egress,
+            unsupported,
         },
     ))
 }
@@ -622,6 +712,15 @@ pub fn convert_endpoint(wep: &WorkloadEndpoint) -> Result<(EndpointKey, Endpoint
             port: p.port,
         })
         .collect();
+    let profiles = if spec.profiles.is_empty() {
+        let mut profiles = vec![format!("{NAMESPACE_PROFILE_PREFIX}{namespace}")];
+        if let Some(sa) = &service_account {
+            profiles.push(format!("{SERVICE_ACCOUNT_PROFILE_PREFIX}{namespace}.{sa}"));
+        }
+        profiles
+    } else {
+        spec.profiles.clone()
+    };
     Ok((
         EndpointKey {
             namespace: namespace.clone(),
@@ -639,6 +738,7 @@ pub fn convert_endpoint(wep: &WorkloadEndpoint) -> Result<(EndpointKey, Endpoint
                 &spec.allow_spoofed_source_prefixes,
             )?,
             ports,
+            profiles,
         },
     ))
 }
@@ -705,12 +805,40 @@ impl Update {
                         labels: strip(SERVICE_ACCOUNT_LABEL_PREFIX),
                     }
                 } else {
-                    return None;
+                    Update::ProfileUpserted(p)
                 }
             }
             _ => return None,
         })
     }
+}
+
+/// Converts a user-defined Profile's rules (profiles are global: their
+/// selectors are not restricted to a namespace).
+pub fn convert_profile(
+    profile: &twill_api::profile::Profile,
+) -> Result<(PolicyKey, Policy), Error> {
+    let spec = &profile.spec;
+    let mut unsupported = Vec::new();
+    let ingress = convert_rules("ingress", &spec.ingress, None, &mut unsupported)?;
+    let egress = convert_rules("egress", &spec.egress, None, &mut unsupported)?;
+    Ok((
+        PolicyKey {
+            kind: PolicyKind::Profile,
+            namespace: String::new(),
+            name: profile.name().to_string(),
+        },
+        Policy {
+            tier: String::new(),
+            order: None,
+            selector: Selector::all(),
+            ingress_enabled: true,
+            egress_enabled: true,
+            ingress,
+            egress,
+            unsupported,
+        },
+    ))
 }
 
 /// Converts a HostEndpoint.
@@ -736,6 +864,6 @@ pub fn convert_host_endpoint(
         interface: spec.interface_name.clone(),
         labels: hep.metadata.labels.clone(),
         addrs,
-        has_profiles: !spec.profiles.is_empty(),
+        profiles: spec.profiles.clone(),
     })
 }

@@ -15,7 +15,21 @@
 //!
 //! Chains are compared by their rules' content hashes only.
 
-use crate::ruleset::{Chain, Op, Ruleset};
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::ruleset::{Chain, Op, Ruleset, Touched};
+
+/// The entries of `map` whose names are in `names` (all when `None`), in
+/// name order.
+fn entries<'a, V>(
+    map: &'a BTreeMap<String, V>,
+    names: Option<&BTreeSet<String>>,
+) -> Vec<(&'a String, &'a V)> {
+    match names {
+        None => map.iter().collect(),
+        Some(names) => names.iter().filter_map(|n| map.get_key_value(n)).collect(),
+    }
+}
 
 /// The operations that turn `actual` into `desired`; empty when equal.
 ///
@@ -23,10 +37,32 @@ use crate::ruleset::{Chain, Op, Ruleset};
 /// another type (never Twill's own doing: set names encode their type), the
 /// plan deletes and rebuilds the whole table in the same transaction.
 pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
-    let clash = actual
-        .sets
+    plan_touched(desired, actual, &Touched::everything())
+}
+
+/// [`plan`] looking only at the chains, sets and maps `touched` names; the
+/// rest of `desired` and `actual` must be equal (as they are when `actual`
+/// is what the kernel was last given and `touched` what changed since).
+/// With [`Touched::all`] it is [`plan`].
+pub fn plan_touched(desired: &Ruleset, actual: &Ruleset, touched: &Touched) -> Vec<Op> {
+    let (chains, sets, maps) = if touched.all {
+        (None, None, None)
+    } else {
+        (
+            Some(&touched.chains),
+            Some(&touched.sets),
+            Some(&touched.maps),
+        )
+    };
+    let desired_sets = entries(&desired.sets, sets);
+    let actual_sets = entries(&actual.sets, sets);
+    let desired_chains = entries(&desired.chains, chains);
+    let actual_chains = entries(&actual.chains, chains);
+    let desired_maps = entries(&desired.maps, maps);
+    let actual_maps = entries(&actual.maps, maps);
+    let clash = actual_sets
         .iter()
-        .any(|(name, set)| desired.sets.get(name).is_some_and(|d| d.kind != set.kind));
+        .any(|(name, set)| desired.sets.get(*name).is_some_and(|d| d.kind != set.kind));
     if clash {
         let mut ops = vec![Op::AddTable, Op::DeleteTable];
         ops.extend(plan(desired, &Ruleset::default()));
@@ -35,7 +71,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     let mut ops = Vec::new();
 
     // 1. New objects. A chain whose base settings changed is recreated.
-    for (name, set) in &desired.sets {
+    for &(name, set) in &desired_sets {
         if !actual.sets.contains_key(name) {
             ops.push(Op::AddSet {
                 name: name.clone(),
@@ -49,22 +85,21 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
             }
         }
     }
-    for name in desired.maps.keys() {
+    for &(name, _) in &desired_maps {
         if !actual.maps.contains_key(name) {
             ops.push(Op::AddMap(name.clone()));
         }
     }
-    let recreated: Vec<&String> = desired
-        .chains
+    let recreated: Vec<&String> = desired_chains
         .iter()
         .filter(|(name, c)| actual.chains.get(*name).is_some_and(|a| a.base != c.base))
-        .map(|(name, _)| name)
+        .map(|&(name, _)| name)
         .collect();
     for name in &recreated {
         ops.push(Op::FlushChain((*name).clone()));
         ops.push(Op::DeleteChain((*name).clone()));
     }
-    for (name, chain) in &desired.chains {
+    for &(name, chain) in &desired_chains {
         if !actual.chains.contains_key(name) || recreated.contains(&name) {
             ops.push(Op::AddChain {
                 name: name.clone(),
@@ -74,7 +109,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     }
 
     // 2. Elements added to existing sets.
-    for (name, set) in &desired.sets {
+    for &(name, set) in &desired_sets {
         if let Some(old) = actual.sets.get(name) {
             let added: Vec<String> = set.elements.difference(&old.elements).cloned().collect();
             if !added.is_empty() {
@@ -88,7 +123,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
 
     // 3. Chain contents.
     let empty = Chain::default();
-    for (name, chain) in &desired.chains {
+    for &(name, chain) in &desired_chains {
         let old = match actual.chains.get(name) {
             Some(old) if !recreated.contains(&name) => old,
             _ => &empty,
@@ -108,7 +143,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     }
 
     // 4. Verdict maps.
-    for (name, map) in &desired.maps {
+    for &(name, map) in &desired_maps {
         let old = actual.maps.get(name);
         let stale: Vec<String> = old
             .into_iter()
@@ -137,7 +172,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     }
 
     // 5. Elements removed from kept sets.
-    for (name, set) in &desired.sets {
+    for &(name, set) in &desired_sets {
         if let Some(old) = actual.sets.get(name) {
             let removed: Vec<String> = old.elements.difference(&set.elements).cloned().collect();
             if !removed.is_empty() {
@@ -150,9 +185,9 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     }
 
     // 6. What is no longer wanted.
-    let gone_chains: Vec<&String> = actual
-        .chains
-        .keys()
+    let gone_chains: Vec<&String> = actual_chains
+        .iter()
+        .map(|&(n, _)| n)
         .filter(|n| !desired.chains.contains_key(*n))
         .collect();
     for name in &gone_chains {
@@ -160,7 +195,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
             ops.push(Op::FlushChain((*name).clone()));
         }
     }
-    for name in actual.maps.keys() {
+    for &(name, _) in &actual_maps {
         if !desired.maps.contains_key(name) {
             ops.push(Op::DeleteMap(name.clone()));
         }
@@ -168,7 +203,7 @@ pub fn plan(desired: &Ruleset, actual: &Ruleset) -> Vec<Op> {
     for name in gone_chains {
         ops.push(Op::DeleteChain(name.clone()));
     }
-    for name in actual.sets.keys() {
+    for &(name, _) in &actual_sets {
         if !desired.sets.contains_key(name) {
             ops.push(Op::DeleteSet(name.clone()));
         }

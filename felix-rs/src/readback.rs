@@ -72,8 +72,8 @@ pub fn from_kernel(table: &NftTable) -> Ruleset {
         // reads as a regular chain, so that a wanted base chain of that
         // name is recreated.
         let base = chain.base.as_ref().and_then(|b| {
-            let ours = b.kind == "filter" && b.policy == "accept";
-            let hook = Hook::parse(&b.hook).filter(|_| ours)?;
+            let hook = Hook::parse(&b.hook)
+                .filter(|h| b.kind == h.chain_type() && b.policy == "accept")?;
             Some(BaseChain {
                 hook,
                 priority: i32::try_from(b.priority).ok()?,

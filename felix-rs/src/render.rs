@@ -13,7 +13,10 @@ use twill_api::felix::{FelixConfigurationSpec, ProtoPort};
 use twill_selector::Selector;
 
 use crate::graph::{CalcGraph, Dir, TierPolicies};
-use crate::model::{EntityMatch, PolicyKey, PolicyRule};
+use crate::model::{
+    Endpoint, EndpointKey, EntityMatch, HostEndpointInfo, PolicyKey, PolicyKind, PolicyRule,
+    ProfileStep,
+};
 use crate::ruleset::{BaseChain, Chain, Hook, Rule, Ruleset, Set, SetKind, VerdictMap};
 
 /// Mark bit a policy sets when it allows a packet.
@@ -67,6 +70,8 @@ pub struct RenderConfig {
     pub failsafe_inbound: Vec<ProtoPort>,
     /// Remote ports the host may always reach through a HostEndpoint.
     pub failsafe_outbound: Vec<ProtoPort>,
+    /// NAT outgoing ([`nat`]): the pools and `natOutgoingAddress`.
+    pub nat_outgoing: nat::NatOutgoing,
 }
 
 impl RenderConfig {
@@ -110,6 +115,7 @@ impl Default for RenderConfig {
             endpoint_to_host: EndpointToHost::Drop,
             failsafe_inbound: FelixConfigurationSpec::default().effective_failsafe_inbound(),
             failsafe_outbound: FelixConfigurationSpec::default().effective_failsafe_outbound(),
+            nat_outgoing: nat::NatOutgoing::default(),
         }
     }
 }
@@ -173,9 +179,11 @@ pub(crate) fn hash(text: &str, len: usize) -> String {
 
 /// Name of a policy's chain for one direction.
 pub fn policy_chain_name(key: &PolicyKey, dir: Dir) -> String {
-    let prefix = match dir {
-        Dir::Ingress => "pi",
-        Dir::Egress => "po",
+    let prefix = match (key.kind, dir) {
+        (PolicyKind::Profile, Dir::Ingress) => "pri",
+        (PolicyKind::Profile, Dir::Egress) => "pro",
+        (_, Dir::Ingress) => "pi",
+        (_, Dir::Egress) => "po",
     };
     format!("{prefix}-{}", hash(&key.to_string(), 20))
 }
@@ -188,6 +196,16 @@ pub fn from_endpoint_chain(iface: &str) -> String {
 /// Name of the chain for traffic to an endpoint's interface.
 pub fn to_endpoint_chain(iface: &str) -> String {
     format!("to-{iface}")
+}
+
+/// Name of a HostEndpoint's chain for traffic to the host through `iface`.
+pub fn host_in_chain(iface: &str) -> String {
+    format!("hin-{iface}")
+}
+
+/// Name of a HostEndpoint's chain for traffic from the host through `iface`.
+pub fn host_out_chain(iface: &str) -> String {
+    format!("hout-{iface}")
 }
 
 /// Builds a chain, hashing each rule with the one before it.
@@ -313,17 +331,36 @@ struct CachedPolicy {
 #[derive(Debug, Default)]
 pub struct RenderCache {
     policies: BTreeMap<(PolicyKey, Dir), CachedPolicy>,
-    /// Endpoint chains by name, with the tiers they were rendered from.
-    endpoints: BTreeMap<String, (Vec<TierPolicies>, Chain)>,
+    /// Endpoint chains by name, with the tiers and profiles they were
+    /// rendered from.
+    endpoints: BTreeMap<String, (Vec<TierPolicies>, Vec<ProfileStep>, Chain)>,
 }
 
 struct Renderer<'a> {
     graph: &'a CalcGraph,
     out: Ruleset,
+    /// Policy chains the endpoint chains rendered so far jump to.
+    wanted_policies: BTreeSet<(PolicyKey, Dir)>,
     rendered_policies: BTreeSet<(PolicyKey, Dir)>,
     rendered_endpoints: BTreeSet<String>,
     cache: &'a mut RenderCache,
     recording: Option<Vec<SetRef>>,
+}
+
+impl<'a> Renderer<'a> {
+    /// A renderer writing into an empty ruleset (pieces for the
+    /// incremental renderer to take).
+    fn scratch(graph: &'a CalcGraph, cache: &'a mut RenderCache) -> Self {
+        Renderer {
+            graph,
+            out: Ruleset::default(),
+            wanted_policies: BTreeSet::new(),
+            rendered_policies: BTreeSet::new(),
+            rendered_endpoints: BTreeSet::new(),
+            cache,
+            recording: None,
+        }
+    }
 }
 
 /// Renders the whole desired ruleset for the graph's local endpoints.
@@ -340,6 +377,7 @@ pub fn render_with_cache(
     let mut r = Renderer {
         graph,
         out: Ruleset::default(),
+        wanted_policies: BTreeSet::new(),
         rendered_policies: BTreeSet::new(),
         rendered_endpoints: BTreeSet::new(),
         cache,
@@ -353,61 +391,38 @@ pub fn render_with_cache(
         if ep.interface.is_empty() {
             continue;
         }
-        let from = from_endpoint_chain(&ep.interface);
-        let to = to_endpoint_chain(&ep.interface);
-        r.endpoint_chain(&from, graph.policies_for(key, Dir::Egress), Dir::Egress);
-        r.endpoint_chain(&to, graph.policies_for(key, Dir::Ingress), Dir::Ingress);
-        from_dispatch
-            .elements
-            .insert(ep.interface.clone(), format!("goto {from}"));
-        to_dispatch
-            .elements
-            .insert(ep.interface.clone(), format!("goto {to}"));
-        for family in [Family::V4, Family::V6] {
-            let nets = ep.addrs.iter().chain(&ep.allow_spoofed).copied();
-            for net in disjoint(nets.filter(|n| family.holds(n))) {
-                sources.entry(family).or_default().insert(format!(
-                    "\"{}\" . {}",
-                    ep.interface,
-                    net_text(&net)
-                ));
-            }
+        for (family, element) in r.workload(key, ep) {
+            sources.entry(family).or_default().insert(element);
         }
+        from_dispatch.elements.insert(
+            ep.interface.clone(),
+            format!("goto {}", from_endpoint_chain(&ep.interface)),
+        );
+        to_dispatch.elements.insert(
+            ep.interface.clone(),
+            format!("goto {}", to_endpoint_chain(&ep.interface)),
+        );
     }
     r.out.maps.insert(FROM_DISPATCH_MAP.into(), from_dispatch);
     r.out.maps.insert(TO_DISPATCH_MAP.into(), to_dispatch);
     let mut host_in = VerdictMap::default();
     let mut host_out = VerdictMap::default();
     for (name, hep) in graph.local_host_endpoints() {
-        let (inbound, outbound) = (
-            format!("hin-{}", hep.interface),
-            format!("hout-{}", hep.interface),
+        r.host(config, name, hep);
+        host_in.elements.insert(
+            hep.interface.clone(),
+            format!("goto {}", host_in_chain(&hep.interface)),
         );
-        let tiers = graph.policies_for_host(name, Dir::Ingress);
-        r.host_endpoint_chain(
-            &inbound,
-            tiers,
-            Dir::Ingress,
-            &config.failsafe_inbound,
-            hep.has_profiles,
+        host_out.elements.insert(
+            hep.interface.clone(),
+            format!("goto {}", host_out_chain(&hep.interface)),
         );
-        let tiers = graph.policies_for_host(name, Dir::Egress);
-        r.host_endpoint_chain(
-            &outbound,
-            tiers,
-            Dir::Egress,
-            &config.failsafe_outbound,
-            hep.has_profiles,
-        );
-        host_in
-            .elements
-            .insert(hep.interface.clone(), format!("goto {inbound}"));
-        host_out
-            .elements
-            .insert(hep.interface.clone(), format!("goto {outbound}"));
     }
     r.out.maps.insert(HOST_IN_DISPATCH_MAP.into(), host_in);
     r.out.maps.insert(HOST_OUT_DISPATCH_MAP.into(), host_out);
+    for (key, dir) in std::mem::take(&mut r.wanted_policies) {
+        r.policy_chain(&key, dir);
+    }
     for (family, name, kind) in [
         (Family::V4, SOURCE_V4_SET, SetKind::IfaceIpv4),
         (Family::V6, SOURCE_V6_SET, SetKind::IfaceIpv6),
@@ -423,6 +438,54 @@ pub fn render_with_cache(
 }
 
 impl Renderer<'_> {
+    /// A local workload's two chains; returns its anti-spoofing elements.
+    fn workload(&mut self, key: &EndpointKey, ep: &Endpoint) -> Vec<(Family, String)> {
+        let from = from_endpoint_chain(&ep.interface);
+        let to = to_endpoint_chain(&ep.interface);
+        let graph = self.graph;
+        let profiles = graph.profile_steps(&ep.profiles);
+        self.endpoint_chain(
+            &from,
+            graph.policies_for(key, Dir::Egress),
+            &profiles,
+            Dir::Egress,
+        );
+        self.endpoint_chain(
+            &to,
+            graph.policies_for(key, Dir::Ingress),
+            &profiles,
+            Dir::Ingress,
+        );
+        let mut sources = Vec::new();
+        for family in [Family::V4, Family::V6] {
+            let nets = ep.addrs.iter().chain(&ep.allow_spoofed).copied();
+            for net in disjoint(nets.filter(|n| family.holds(n))) {
+                sources.push((family, format!("\"{}\" . {}", ep.interface, net_text(&net))));
+            }
+        }
+        sources
+    }
+
+    /// A local HostEndpoint's two chains.
+    fn host(&mut self, config: &RenderConfig, name: &str, hep: &HostEndpointInfo) {
+        let graph = self.graph;
+        let profiles = graph.profile_steps(&hep.profiles);
+        self.host_endpoint_chain(
+            &host_in_chain(&hep.interface),
+            graph.policies_for_host(name, Dir::Ingress),
+            Dir::Ingress,
+            &config.failsafe_inbound,
+            &profiles,
+        );
+        self.host_endpoint_chain(
+            &host_out_chain(&hep.interface),
+            graph.policies_for_host(name, Dir::Egress),
+            Dir::Egress,
+            &config.failsafe_outbound,
+            &profiles,
+        );
+    }
+
     /// Base chains, the from/to workload chains, and their fail-closed ends.
     fn skeleton(&mut self, config: &RenderConfig) {
         // nft wildcards only match a prefix, so Twill's own devices that
@@ -502,39 +565,77 @@ impl Renderer<'_> {
         to.push(format!("oifname vmap @{TO_DISPATCH_MAP}"));
         to.push("drop");
         to.finish(&mut self.out);
+
+        nat::render_nat(&config.nat_outgoing, &mut self.out);
     }
 
     /// An endpoint's chain for one direction: tiers in order, each policy
     /// jumped to unless an earlier one passed; the tier's default action at
     /// its end; then the namespace profile, which allows (the chain returns).
-    fn endpoint_chain(&mut self, name: &str, tiers: Vec<TierPolicies>, dir: Dir) {
+    fn endpoint_chain(
+        &mut self,
+        name: &str,
+        tiers: Vec<TierPolicies>,
+        profiles: &[ProfileStep],
+        dir: Dir,
+    ) {
         self.rendered_endpoints.insert(name.to_string());
-        if let Some((cached_tiers, chain)) = self.cache.endpoints.get(name)
+        if let Some((cached_tiers, cached_profiles, chain)) = self.cache.endpoints.get(name)
             && *cached_tiers == tiers
+            && cached_profiles == profiles
         {
             self.out.chains.insert(name.to_string(), chain.clone());
             for key in tiers.iter().flat_map(|t| &t.policies) {
-                self.policy_chain(key, dir);
+                self.wanted_policies.insert((key.clone(), dir));
+            }
+            for step in profiles {
+                if let ProfileStep::Rules(key) = step {
+                    self.wanted_policies.insert((key.clone(), dir));
+                }
             }
             return;
         }
         let mut c = ChainBuilder::new(name, None);
         self.tier_rules(&mut c, &tiers, dir);
-        self.cache
-            .endpoints
-            .insert(name.to_string(), (tiers, c.chain.clone()));
+        self.profile_rules(&mut c, profiles, dir);
+        self.cache.endpoints.insert(
+            name.to_string(),
+            (tiers, profiles.to_vec(), c.chain.clone()),
+        );
         c.finish(&mut self.out);
     }
 
+    /// The endpoint's profiles, reached after every tier (when no tier
+    /// applies, or the last one passed): each profile's chain in order,
+    /// returning once one allows; a missing profile, or the end of the
+    /// list, drops. A namespace profile allows everything, so the chain
+    /// simply ends there (the caller's verdict: accept).
+    fn profile_rules(&mut self, c: &mut ChainBuilder, profiles: &[ProfileStep], dir: Dir) {
+        for step in profiles {
+            match step {
+                ProfileStep::AllowAll => return,
+                ProfileStep::NoRules => {}
+                ProfileStep::Rules(key) => {
+                    self.wanted_policies.insert((key.clone(), dir));
+                    c.push(format!("jump {}", policy_chain_name(key, dir)));
+                    c.push(format!("meta mark & {ACCEPT_MARK:#x} != 0 return"));
+                }
+                ProfileStep::Missing => break,
+            }
+        }
+        c.push("drop");
+    }
+
     /// A HostEndpoint's chain for one direction: conntrack, failsafe ports,
-    /// then its tiers; without a profile, what no policy allowed is dropped.
+    /// then its tiers, then its profiles (none: what no policy allowed is
+    /// dropped).
     fn host_endpoint_chain(
         &mut self,
         name: &str,
         tiers: Vec<TierPolicies>,
         dir: Dir,
         failsafe: &[ProtoPort],
-        has_profiles: bool,
+        profiles: &[ProfileStep],
     ) {
         let mut c = ChainBuilder::new(name, None);
         c.push("ct state established,related accept");
@@ -566,9 +667,7 @@ impl Renderer<'_> {
             ));
         }
         self.tier_rules(&mut c, &tiers, dir);
-        if !has_profiles {
-            c.push("drop");
-        }
+        self.profile_rules(&mut c, profiles, dir);
         c.finish(&mut self.out);
     }
 
@@ -583,7 +682,8 @@ impl Renderer<'_> {
                 c.push(format!("meta mark set meta mark & {:#x}", !PASS_MARK));
             }
             for key in &tier.policies {
-                let chain = self.policy_chain(key, dir);
+                let chain = policy_chain_name(key, dir);
+                self.wanted_policies.insert((key.clone(), dir));
                 c.push(format!("meta mark & {PASS_MARK:#x} == 0 jump {chain}"));
                 c.push(format!("meta mark & {ACCEPT_MARK:#x} != 0 return"));
             }
@@ -941,6 +1041,10 @@ fn product(a: &[Vec<String>], b: &[Vec<String>]) -> Vec<Vec<String>> {
     }
     out
 }
+
+mod incremental;
+pub mod nat;
+pub use incremental::IncrementalRender;
 
 #[cfg(test)]
 mod tests;

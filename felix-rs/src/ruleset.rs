@@ -42,6 +42,15 @@ impl Hook {
         }
     }
 
+    /// The chain type Twill gives a base chain on this hook: `nat` on
+    /// postrouting (NAT outgoing, see `render::nat`), `filter` elsewhere.
+    pub fn chain_type(self) -> &'static str {
+        match self {
+            Hook::Postrouting => "nat",
+            _ => "filter",
+        }
+    }
+
     /// The hook named `name` in nft's notation.
     pub fn parse(name: &str) -> Option<Hook> {
         Some(match name {
@@ -260,7 +269,8 @@ impl fmt::Display for Op {
                 base: Some(b),
             } => writeln!(
                 f,
-                "add chain {t} {name} {{ type filter hook {} priority {} ; policy accept ; }}",
+                "add chain {t} {name} {{ type {} hook {} priority {} ; policy accept ; }}",
+                b.hook.chain_type(),
                 b.hook.name(),
                 b.priority
             ),
@@ -417,5 +427,77 @@ impl Ruleset {
     /// Number of rules in every chain.
     pub fn rule_count(&self) -> usize {
         self.chains.values().map(|c| c.rules.len()).sum()
+    }
+
+    /// Makes the parts of `self` that `touched` names equal to those of
+    /// `desired` (what the kernel holds after a plan over them applied).
+    pub fn copy_touched(&mut self, desired: &Ruleset, touched: &Touched) {
+        if touched.all {
+            self.clone_from(desired);
+            return;
+        }
+        fn copy<V: Clone>(
+            to: &mut BTreeMap<String, V>,
+            from: &BTreeMap<String, V>,
+            names: &BTreeSet<String>,
+        ) {
+            for name in names {
+                match from.get(name) {
+                    Some(value) => {
+                        to.insert(name.clone(), value.clone());
+                    }
+                    None => {
+                        to.remove(name);
+                    }
+                }
+            }
+        }
+        copy(&mut self.chains, &desired.chains, &touched.chains);
+        copy(&mut self.sets, &desired.sets, &touched.sets);
+        copy(&mut self.maps, &desired.maps, &touched.maps);
+    }
+}
+
+/// The names of the chains, sets and maps that may differ between the
+/// desired ruleset and what the kernel was last given: all a plan needs to
+/// look at. Everything else is known to be equal.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Touched {
+    /// Anything may differ: plan over the whole ruleset.
+    pub all: bool,
+    /// Chains that may differ.
+    pub chains: BTreeSet<String>,
+    /// Sets that may differ.
+    pub sets: BTreeSet<String>,
+    /// Verdict maps that may differ.
+    pub maps: BTreeSet<String>,
+}
+
+impl Touched {
+    /// Everything may differ.
+    pub fn everything() -> Self {
+        Self {
+            all: true,
+            ..Self::default()
+        }
+    }
+
+    /// Whether nothing may differ.
+    pub fn is_empty(&self) -> bool {
+        !self.all && self.chains.is_empty() && self.sets.is_empty() && self.maps.is_empty()
+    }
+
+    /// Adds what `other` names.
+    pub fn merge(&mut self, other: Touched) {
+        self.all |= other.all;
+        if self.all {
+            self.chains.clear();
+            self.sets.clear();
+            self.maps.clear();
+            return;
+        }
+        self.chains.extend(other.chains);
+        self.sets.extend(other.sets);
+        self.maps.extend(other.maps);
     }
 }

@@ -466,3 +466,83 @@ spec:
     cluster.program(&graph);
     probe(8080, true);
 }
+
+#[test]
+fn a_user_defined_profile_allows_only_what_its_rules_allow_after_the_tiers() {
+    twill_integration::require_root!();
+    let fabric = Fabric::new().expect("fabric");
+    let node = fabric.add_node("n1").expect("node");
+    let ip = |n: u8| Ipv4Addr::new(10, 207, 0, n);
+    let pods = ThreePods::new(&node, ip);
+    let ThreePods { xa, xb, ya, .. } = &pods;
+
+    let mut graph = CalcGraph::new("node1");
+    // x/a lists the profile `web` instead of its namespace profile.
+    let xa_endpoint = endpoint("x", "a", xa).replace(
+        "  ports: [{name: http, port: 80, protocol: TCP}]\n",
+        "  ports: [{name: http, port: 80, protocol: TCP}]\n  profiles: [web]\n",
+    );
+    assert!(xa_endpoint.contains("profiles: [web]"), "{xa_endpoint}");
+    load(
+        &mut graph,
+        &[
+            namespace("x"),
+            namespace("y"),
+            xa_endpoint,
+            endpoint("x", "b", xb),
+            endpoint("y", "a", ya),
+        ]
+        .concat(),
+    );
+    graph.on_update(Update::InSync).expect("in sync");
+    let mut cluster = Cluster::new(node);
+
+    cluster.program(&graph);
+    check(
+        &[
+            (xb, xa, 80, false),
+            (ya, xa, 80, false),
+            (xa, xb, 80, false),
+            (ya, xb, 80, true),
+        ],
+        "x/a lists a profile that does not exist: it drops both ways",
+    );
+
+    load(
+        &mut graph,
+        "apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: web}
+spec:
+  ingress: [{action: Allow, protocol: TCP, source: {selector: pod == 'b'}, destination: {ports: [80]}}]
+  egress: [{action: Allow}]
+",
+    );
+    cluster.program(&graph);
+    check(
+        &[
+            (xb, xa, 80, true),
+            (xb, xa, 81, false),
+            (ya, xa, 80, false),
+            (xa, xb, 80, true),
+        ],
+        "the profile's rules: ingress from pod b on 80 only, egress anywhere",
+    );
+
+    load(
+        &mut graph,
+        "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: allow-y}
+spec:
+  selector: pod == 'a'
+  ingress: [{action: Allow, source: {selector: pod == 'a'}}]
+  egress: [{action: Allow}]
+",
+    );
+    cluster.program(&graph);
+    check(
+        &[(ya, xa, 80, true), (xb, xa, 80, false)],
+        "a policy selects x/a: its tier decides and the profile is no longer reached",
+    );
+}

@@ -472,3 +472,58 @@ spec:
     assert!(applies[1].contains("1009"), "{}", applies[1]);
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_table_deleted_behind_the_daemons_back_is_rebuilt_whole() {
+    let store = MemoryStore::default();
+    let kernel = RecordingKernel::new();
+    let (_tmp, dir) = status_dir();
+    put(&store, &(wep("a", 1) + &wep("b", 2)));
+    let running = start(config(&dir), &store, &kernel);
+    eventually("programmed", || status_revision(&dir, "b").is_some()).await;
+    let programmed = table(&kernel).await;
+
+    kernel
+        .nft_delete_table(TABLE_FAMILY, TABLE_NAME)
+        .await
+        .unwrap();
+    // The next change is planned against the daemon's record, fails on the
+    // missing table, and the retry rebuilds everything from a read-back.
+    put(&store, DENY_TO_A);
+    let began = Instant::now();
+    loop {
+        let now = kernel
+            .nft_read_table(TABLE_FAMILY, TABLE_NAME)
+            .await
+            .map(|t| from_kernel(&t))
+            .unwrap_or_default();
+        if now.chains.len() > programmed.chains.len()
+            && programmed.chains.keys().all(|c| now.chains.contains_key(c))
+        {
+            break;
+        }
+        assert!(began.elapsed() < WAIT, "the table was not rebuilt whole");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The daemon's record of the rebuilt table is whole too: a later
+    // change planned against it leaves a table a restart has nothing to
+    // add to.
+    put(&store, &wep("c", 3));
+    eventually("c programmed", || status_revision(&dir, "c").is_some()).await;
+    running.stop().await;
+    kernel.take_ops();
+    let running = start(config(&dir), &store, &kernel);
+    eventually("the table read back", || {
+        kernel
+            .ops()
+            .iter()
+            .any(|r| matches!(r.op, KernelOp::NftReadTable(_)))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(
+        successful_applies(&kernel).is_empty(),
+        "the table after the rebuild and one more change was not what the daemon wanted"
+    );
+    running.stop().await;
+}

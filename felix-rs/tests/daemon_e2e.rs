@@ -39,6 +39,9 @@ impl Setup {
             .arg(&self.db)
             .arg("--status-dir")
             .arg(&self.status)
+            // The MTU file is the host's; keep the test's beside its store.
+            .arg("--mtu-file")
+            .arg(self.db.with_extension("mtu"))
             .env("RUST_LOG", "debug")
             .stdin(Stdio::null())
             .stdout(Stdio::null())

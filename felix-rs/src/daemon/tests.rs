@@ -162,7 +162,7 @@ fn deletions_map_to_the_graph_update_of_their_kind() {
             cluster("ksa.ns1.sa"),
             Some("ServiceAccountDeleted"),
         ),
-        ("Profile", cluster("custom"), None),
+        ("Profile", cluster("custom"), Some("ProfileDeleted")),
         ("IPPool", cluster("pool"), None),
     ];
     for (kind, key, expected) in cases {

@@ -380,17 +380,30 @@ spec:
 }
 
 #[test]
-fn rules_matching_services_never_allow_more_than_they_should() {
-    let graph = graph_from(
-        "apiVersion: projectcalico.org/v3
+fn rules_matching_services_are_refused_with_the_reason_and_enforced_fail_closed() {
+    let mut graph = CalcGraph::new("node1");
+    let yaml = "apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
 metadata: {name: svc}
 spec:
   ingress:
   - {action: Allow, source: {services: {name: web, namespace: x}}}
   - {action: Deny, source: {services: {name: web, namespace: x}}}
-",
-    );
+";
+    let resource = twill_api::load_str("test", yaml).unwrap().remove(0);
+    let error = graph
+        .on_update(Update::from_resource(resource).unwrap())
+        .unwrap_err();
+    assert!(matches!(error, Error::Unsupported { .. }), "{error}");
+    let message = error.to_string();
+    for needle in [
+        "gnp/svc",
+        "ingress[0].source.services",
+        "ingress[1].source.services",
+        "fail closed",
+    ] {
+        assert!(message.contains(needle), "{needle} not in {message}");
+    }
     let policy = graph
         .policy(&PolicyKey {
             kind: PolicyKind::Global,
@@ -439,4 +452,36 @@ spec: {selector: all(), ingress: [{action: Allow}]}
     let sel = Selector::parse("role == 'node'").unwrap();
     graph.add_rule_selector(sel.clone());
     assert_eq!(graph.selector_members(&sel.id()).len(), 2);
+}
+
+#[test]
+fn host_policy_flags_felix_rs_does_not_render_are_reported() {
+    let mut graph = CalcGraph::new("node1");
+    let yaml = "apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: untracked}
+spec:
+  selector: role == 'host'
+  doNotTrack: true
+  applyOnForward: true
+  ingress: [{action: Deny, source: {nets: [192.0.2.0/24]}}]
+";
+    let resource = twill_api::load_str("test", yaml).unwrap().remove(0);
+    let error = graph
+        .on_update(Update::from_resource(resource).unwrap())
+        .unwrap_err();
+    let message = error.to_string();
+    for needle in ["gnp/untracked", "doNotTrack, applyOnForward", "raw table"] {
+        assert!(message.contains(needle), "{needle} not in {message}");
+    }
+    assert!(
+        graph
+            .policy(&PolicyKey {
+                kind: PolicyKind::Global,
+                namespace: String::new(),
+                name: "untracked".into(),
+            })
+            .is_some(),
+        "kept and enforced as a normal policy"
+    );
 }

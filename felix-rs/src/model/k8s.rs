@@ -256,6 +256,7 @@ pub fn translate_kubernetes_policy(
             egress_enabled,
             ingress,
             egress,
+            unsupported: Vec::new(),
         },
     ))
 }

@@ -292,3 +292,204 @@ fn felix_configuration_sets_the_workload_to_host_action_and_prefix() {
         assert_eq!(config.interface_prefix, expected_prefix, "{prefix:?}");
     }
 }
+
+fn profile_pod(profiles: &str) -> String {
+    pod("x", "a", "node1", "10.0.0.1", "app: web").replace(
+        "  ipNetworks: [10.0.0.1/32]\n",
+        &format!("  ipNetworks: [10.0.0.1/32]\n  profiles: {profiles}\n"),
+    )
+}
+
+const WEB_PROFILE: &str = "apiVersion: projectcalico.org/v3
+kind: Profile
+metadata: {name: web}
+spec:
+  ingress: [{action: Allow, protocol: TCP, destination: {ports: [80]}}]
+  egress: [{action: Deny}]
+---
+";
+
+fn profile_key(name: &str) -> PolicyKey {
+    PolicyKey {
+        kind: crate::model::PolicyKind::Profile,
+        namespace: String::new(),
+        name: name.into(),
+    }
+}
+
+#[test]
+fn a_profiles_rules_apply_to_an_endpoint_no_policy_selects_then_the_rest_is_dropped() {
+    let graph = graph_from(&[profile_pod("[web]"), WEB_PROFILE.into()].concat());
+    let ruleset = render(&graph, &RenderConfig::default());
+    let ingress = policy_chain_name(&profile_key("web"), Dir::Ingress);
+    assert!(ingress.starts_with("pri-"), "{ingress}");
+    assert_eq!(
+        bodies(&ruleset, "to-twa"),
+        [
+            "meta mark set meta mark & 0xfffcffff".to_string(),
+            format!("jump {ingress}"),
+            "meta mark & 0x10000 != 0 return".into(),
+            "drop".into(),
+        ]
+    );
+    assert_eq!(
+        bodies(&ruleset, &ingress),
+        ["meta l4proto tcp th dport 80 meta mark set meta mark | 0x10000 return"]
+    );
+    let egress = policy_chain_name(&profile_key("web"), Dir::Egress);
+    assert!(egress.starts_with("pro-"), "{egress}");
+    assert_eq!(bodies(&ruleset, &egress), ["drop"]);
+}
+
+#[test]
+fn profiles_come_after_the_tiers_and_only_when_the_last_tier_passes() {
+    let yaml = [
+        profile_pod("[web]"),
+        WEB_PROFILE.into(),
+        "apiVersion: projectcalico.org/v3
+kind: Tier
+metadata: {name: admin}
+spec: {order: 1, defaultAction: Pass}
+---
+apiVersion: projectcalico.org/v3
+kind: GlobalNetworkPolicy
+metadata: {name: admin.log}
+spec:
+  tier: admin
+  ingress: [{action: Log}]
+"
+        .into(),
+    ]
+    .concat();
+    let rules = bodies(
+        &render(&graph_from(&yaml), &RenderConfig::default()),
+        "to-twa",
+    );
+    let tier_jump = rules.iter().position(|r| r.contains("jump pi-")).unwrap();
+    let profile_jump = rules.iter().position(|r| r.contains("jump pri-")).unwrap();
+    assert!(tier_jump < profile_jump, "{rules:#?}");
+    assert_eq!(rules.last().unwrap(), "drop");
+}
+
+#[test]
+fn profile_kinds_follow_calico() {
+    // (profiles listed, does the ingress chain end in a drop, does it jump to a profile chain)
+    let cases = [
+        ("[kns.x]", false, false),
+        ("[ksa.x.api]", true, false),
+        ("[ksa.x.api, kns.x]", false, false),
+        ("[missing]", true, false),
+        ("[missing, kns.x]", true, false),
+        ("[web, kns.x]", false, true),
+        ("[projectcalico-default-allow]", false, false),
+    ];
+    for (profiles, drops, jumps) in cases {
+        let graph = graph_from(&[profile_pod(profiles), WEB_PROFILE.into()].concat());
+        let rules = bodies(&render(&graph, &RenderConfig::default()), "to-twa");
+        assert_eq!(
+            rules.last().is_some_and(|r| r == "drop"),
+            drops,
+            "{profiles}: {rules:#?}"
+        );
+        assert_eq!(
+            rules.iter().any(|r| r.starts_with("jump pri-")),
+            jumps,
+            "{profiles}: {rules:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_pod_without_profiles_gets_its_namespace_and_service_account_profiles() {
+    let yaml = pod("x", "a", "node1", "10.0.0.1", "app: web")
+        .replace("  ipNetworks:", "  serviceAccountName: api\n  ipNetworks:");
+    let graph = graph_from(&yaml);
+    let (_, ep) = graph.local_endpoints().next().unwrap();
+    assert_eq!(ep.profiles, ["kns.x", "ksa.x.api"]);
+}
+
+#[test]
+fn a_host_endpoints_profiles_decide_after_its_tiers() {
+    let hep = |profiles: &str| {
+        format!(
+            "apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {{name: h, labels: {{role: host}}}}
+spec: {{node: node1, interfaceName: eth0, profiles: {profiles}}}
+---
+{WEB_PROFILE}"
+        )
+    };
+    let cases = [
+        ("[]", true, false),
+        ("[projectcalico-default-allow]", false, false),
+        ("[web]", true, true),
+        ("[missing]", true, false),
+    ];
+    for (profiles, drops, jumps) in cases {
+        let ruleset = render(&graph_from(&hep(profiles)), &RenderConfig::default());
+        let rules = bodies(&ruleset, &host_in_chain("eth0"));
+        assert_eq!(
+            rules.last().is_some_and(|r| r == "drop"),
+            drops,
+            "{profiles}: {rules:#?}"
+        );
+        assert_eq!(
+            rules.iter().any(|r| r.starts_with("jump pri-")),
+            jumps,
+            "{profiles}: {rules:#?}"
+        );
+    }
+}
+
+#[test]
+fn host_endpoints_keep_calicos_default_failsafe_ports_open() {
+    // Calico's FailsafeInboundHostPorts / FailsafeOutboundHostPorts defaults.
+    let inbound = [
+        ("tcp", 22),
+        ("udp", 68),
+        ("tcp", 179),
+        ("tcp", 2379),
+        ("tcp", 2380),
+        ("tcp", 5473),
+        ("tcp", 6443),
+        ("tcp", 6666),
+        ("tcp", 6667),
+    ];
+    let outbound = [
+        ("udp", 53),
+        ("udp", 67),
+        ("tcp", 179),
+        ("tcp", 2379),
+        ("tcp", 2380),
+        ("tcp", 5473),
+        ("tcp", 6443),
+        ("tcp", 6666),
+        ("tcp", 6667),
+    ];
+    let graph = graph_from(
+        "apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: h}
+spec: {node: node1, interfaceName: eth0}
+",
+    );
+    let ruleset = render(&graph, &RenderConfig::default());
+    for (chain, ports) in [
+        (host_in_chain("eth0"), &inbound),
+        (host_out_chain("eth0"), &outbound),
+    ] {
+        let rules = bodies(&ruleset, &chain);
+        let open: Vec<String> = rules
+            .iter()
+            .filter(|r| r.ends_with(" accept") && r.contains("th dport"))
+            .cloned()
+            .collect();
+        let expected: Vec<String> = ports
+            .iter()
+            .map(|(proto, port)| format!("meta l4proto {proto} th dport {port} accept"))
+            .collect();
+        assert_eq!(open, expected, "{chain}");
+        assert_eq!(rules.last().unwrap(), "drop", "{chain}");
+    }
+}

@@ -1,0 +1,838 @@
+//! The routing task: the [routing core](crate::routing) driven by
+//! datastore watches, applied through the kernel crate.
+//!
+//! ```text
+//!  list-watch WorkloadEndpoint ─┐
+//!  list-watch Node ─────────────┤ RouteMsg::{Snapshot, Upserted, Deleted}
+//!  list-watch IPPool ───────────┤
+//!  list-watch BlockAffinity ────┤
+//!  list-watch FelixConfiguration┘
+//!                               ▼
+//!            ┌──── routing task (run) ─────┐
+//!            │ RoutingModel, stale-route   │──► IPAM (tunnel address) + Node write
+//!            │ clock; timers: apply, drift │──► <mtu file> for twill-cni
+//!            └──────────────┬──────────────┘
+//!                           │ list → plan → ops one by one → list → verify
+//!                           ▼
+//!                        Kernel
+//! ```
+//!
+//! It keeps the policy owner task's rules: nothing is read from or written
+//! to the kernel before every watch has listed once; changes are coalesced
+//! for `apply_delay`; a failed apply is retried with exponential backoff
+//! against a fresh listing; every `drift_interval` the kernel is listed
+//! again and differences repaired. A local pod route without an endpoint is
+//! removed only after [`RoutingConfig::stale_route_grace`], so that the
+//! route twill-cni writes just before its WorkloadEndpoint survives.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+use twill_api::Spec;
+use twill_api::endpoint::WorkloadEndpointSpec;
+use twill_api::felix::FelixConfigurationSpec;
+use twill_api::ipam::BlockAffinitySpec;
+use twill_api::ippool::{IPPoolAllowedUse, IPPoolSpec, VXLANMode};
+use twill_api::node::NodeSpec;
+use twill_kernel::{Kernel, KernelError, KernelExt, KernelOp, Route, RouteFilter, VXLAN_INTERFACE};
+use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, Precondition, WatchEvent};
+
+use crate::routing::{
+    self, Actual, LocalEndpoint, NodeInfo, PoolInfo, ROUTE_PROTOCOL, RoutingModel, RoutingSettings,
+    mtu, plan,
+};
+
+/// Settings of the routing task.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RoutingConfig {
+    /// Where the pod MTU is published for twill-cni.
+    #[serde(default = "default_mtu_file")]
+    pub mtu_file: PathBuf,
+    /// How long a local pod route may exist without its endpoint.
+    #[serde(default = "default_grace", with = "grace_millis")]
+    pub stale_route_grace: Duration,
+}
+
+fn default_mtu_file() -> PathBuf {
+    PathBuf::from(twill_api::status::DEFAULT_MTU_FILE)
+}
+
+fn default_grace() -> Duration {
+    Duration::from_secs(5)
+}
+
+mod grace_millis {
+    use std::time::Duration;
+
+    use serde::Deserialize;
+
+    pub(super) fn deserialize<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+impl Default for RoutingConfig {
+    fn default() -> Self {
+        Self {
+            mtu_file: default_mtu_file(),
+            stale_route_grace: default_grace(),
+        }
+    }
+}
+
+/// The kinds the routing task watches.
+pub const ROUTING_KINDS: &[&str] = &[
+    WorkloadEndpointSpec::STORE_KIND,
+    NodeSpec::STORE_KIND,
+    IPPoolSpec::STORE_KIND,
+    BlockAffinitySpec::STORE_KIND,
+    FelixConfigurationSpec::STORE_KIND,
+];
+
+/// What the watch tasks tell the routing task.
+#[derive(Debug)]
+pub enum RouteMsg {
+    /// Every object of a kind.
+    Snapshot {
+        /// The kind.
+        kind: &'static str,
+        /// The objects.
+        items: Vec<Object>,
+    },
+    /// An object was created or changed.
+    Upserted {
+        /// The kind.
+        kind: &'static str,
+        /// The object.
+        item: Object,
+    },
+    /// An object was deleted.
+    Deleted {
+        /// The kind.
+        kind: &'static str,
+        /// Its key.
+        key: Key,
+    },
+}
+
+/// Errors of one routing apply (all retried).
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// A kernel operation failed.
+    #[error("{action} failed: {source}")]
+    Kernel {
+        /// What was being done.
+        action: String,
+        /// The kernel's error.
+        source: KernelError,
+    },
+    /// The kernel still differs after an apply.
+    #[error("verification failed: {ops} operations still planned after apply")]
+    Verify {
+        /// How many.
+        ops: usize,
+    },
+    /// The tunnel address could not be allocated or recorded.
+    #[error("vxlan tunnel address for node {node}: {reason}")]
+    Tunnel {
+        /// This node.
+        node: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Decodes a stored object of Calico shape into its spec.
+fn decode<S: Spec>(value: &serde_json::Value) -> Option<S> {
+    let mut value = value.clone();
+    if let Some(map) = value.as_object_mut() {
+        map.remove("apiVersion");
+        map.remove("kind");
+    }
+    serde_json::from_value::<twill_api::Object<S>>(value)
+        .ok()
+        .map(|o| o.spec)
+}
+
+type ObjectId = (Option<String>, String);
+
+struct Router {
+    config: RoutingConfig,
+    kernel: Arc<dyn Kernel>,
+    store: AsyncDatastore,
+    model: RoutingModel,
+    felix_configs: BTreeMap<String, FelixConfigurationSpec>,
+    known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
+    /// This node's Node object as stored (for the tunnel address write).
+    my_node: Option<Object>,
+    /// When each unwanted local route was first seen.
+    stale_since: BTreeMap<IpNet, Instant>,
+    /// The VXLAN device as this process last made it sure: the kernel's
+    /// listing does not show VNI, port or local address, so a change of
+    /// those is seen here (not across a restart).
+    vxlan_spec: Option<twill_kernel::VxlanSpec>,
+    apply_at: Option<Instant>,
+    apply_delay: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+    failures: u32,
+}
+
+impl Router {
+    fn synced(&self) -> bool {
+        self.known.len() == ROUTING_KINDS.len()
+    }
+
+    fn schedule(&mut self, delay: Duration) {
+        if self.synced() && self.failures == 0 {
+            let at = Instant::now() + delay;
+            self.apply_at = Some(self.apply_at.map_or(at, |a| a.min(at)));
+        }
+    }
+
+    fn on_msg(&mut self, msg: RouteMsg) {
+        match msg {
+            RouteMsg::Snapshot { kind, items } => {
+                let fresh: BTreeSet<ObjectId> = items
+                    .iter()
+                    .map(|o| (o.key.namespace.clone(), o.key.name.clone()))
+                    .collect();
+                let gone: Vec<ObjectId> = self
+                    .known
+                    .get(kind)
+                    .map(|old| old.difference(&fresh).cloned().collect())
+                    .unwrap_or_default();
+                for (namespace, name) in gone {
+                    self.on_deleted(
+                        kind,
+                        &Key {
+                            kind: kind.into(),
+                            namespace,
+                            name,
+                        },
+                    );
+                }
+                for item in items {
+                    self.on_upserted(kind, item);
+                }
+                self.known.insert(kind, fresh);
+            }
+            RouteMsg::Upserted { kind, item } => {
+                self.known
+                    .entry(kind)
+                    .or_default()
+                    .insert((item.key.namespace.clone(), item.key.name.clone()));
+                self.on_upserted(kind, item);
+            }
+            RouteMsg::Deleted { kind, key } => {
+                if let Some(known) = self.known.get_mut(kind) {
+                    known.remove(&(key.namespace.clone(), key.name.clone()));
+                }
+                self.on_deleted(kind, &key);
+            }
+        }
+        self.schedule(self.apply_delay);
+    }
+
+    fn on_upserted(&mut self, kind: &str, item: Object) {
+        let name = item.key.name.clone();
+        match kind {
+            WorkloadEndpointSpec::STORE_KIND => {
+                let id = (item.key.namespace.clone().unwrap_or_default(), name);
+                match decode::<WorkloadEndpointSpec>(&item.value)
+                    .filter(|w| w.node == self.model.node)
+                    .and_then(|w| LocalEndpoint::from_spec(&w))
+                {
+                    Some(endpoint) => {
+                        self.model.endpoints.insert(id, endpoint);
+                    }
+                    None => {
+                        self.model.endpoints.remove(&id);
+                    }
+                }
+            }
+            NodeSpec::STORE_KIND => match decode::<NodeSpec>(&item.value) {
+                Some(spec) => {
+                    self.model
+                        .nodes
+                        .insert(name.clone(), NodeInfo::from_spec(&spec));
+                    if name == self.model.node {
+                        self.my_node = Some(item);
+                    }
+                }
+                None => self.on_deleted(kind, &item.key),
+            },
+            IPPoolSpec::STORE_KIND => {
+                match decode::<IPPoolSpec>(&item.value).and_then(|p| PoolInfo::from_spec(&p)) {
+                    Some(pool) => {
+                        self.model.pools.insert(name, pool);
+                    }
+                    None => {
+                        self.model.pools.remove(&name);
+                    }
+                }
+            }
+            BlockAffinitySpec::STORE_KIND => {
+                match decode::<BlockAffinitySpec>(&item.value).and_then(|a| routing::affinity(&a)) {
+                    Some(affinity) => {
+                        self.model.affinities.insert(name, affinity);
+                    }
+                    None => {
+                        self.model.affinities.remove(&name);
+                    }
+                }
+            }
+            FelixConfigurationSpec::STORE_KIND => {
+                match decode::<FelixConfigurationSpec>(&item.value) {
+                    Some(spec) => {
+                        self.felix_configs.insert(name, spec);
+                    }
+                    None => {
+                        self.felix_configs.remove(&name);
+                    }
+                }
+                self.refresh_settings();
+            }
+            _ => {}
+        }
+    }
+
+    fn on_deleted(&mut self, kind: &str, key: &Key) {
+        let name = &key.name;
+        match kind {
+            WorkloadEndpointSpec::STORE_KIND => {
+                self.model
+                    .endpoints
+                    .remove(&(key.namespace.clone().unwrap_or_default(), name.clone()));
+            }
+            NodeSpec::STORE_KIND => {
+                self.model.nodes.remove(name);
+                if *name == self.model.node {
+                    self.my_node = None;
+                }
+            }
+            IPPoolSpec::STORE_KIND => {
+                self.model.pools.remove(name);
+            }
+            BlockAffinitySpec::STORE_KIND => {
+                self.model.affinities.remove(name);
+            }
+            FelixConfigurationSpec::STORE_KIND => {
+                self.felix_configs.remove(name);
+                self.refresh_settings();
+            }
+            _ => {}
+        }
+    }
+
+    /// Calico's precedence: `node.<node>` over `default`, not merged.
+    fn refresh_settings(&mut self) {
+        let node_specific = format!("node.{}", self.model.node);
+        self.model.settings = self
+            .felix_configs
+            .get(&node_specific)
+            .or_else(|| self.felix_configs.get("default"))
+            .map(RoutingSettings::from_felix_configuration)
+            .unwrap_or_default();
+    }
+
+    async fn kernel<T>(
+        &self,
+        action: impl FnOnce() -> String,
+        pending: twill_kernel::Pending<T>,
+    ) -> Result<T, RoutingError> {
+        pending.await.map_err(|source| RoutingError::Kernel {
+            action: action(),
+            source,
+        })
+    }
+
+    async fn list(&self) -> Result<Actual, RoutingError> {
+        let k = &*self.kernel;
+        let vxlan = match k.get_link(VXLAN_INTERFACE).await {
+            Ok(link) => Some(link),
+            Err(e) if e.is_not_found() => None,
+            Err(source) => {
+                return Err(RoutingError::Kernel {
+                    action: format!("reading {VXLAN_INTERFACE}"),
+                    source,
+                });
+            }
+        };
+        let (vxlan_addresses, fdb) = if vxlan.is_some() {
+            let addresses = self
+                .kernel(
+                    || "listing tunnel addresses".into(),
+                    k.list_addresses(Some(VXLAN_INTERFACE)),
+                )
+                .await?;
+            let fdb = self
+                .kernel(|| "listing fdb".into(), k.list_fdb(Some(VXLAN_INTERFACE)))
+                .await?;
+            (addresses.into_iter().map(|a| a.addr).collect(), fdb)
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let filter = RouteFilter {
+            table: Some(twill_kernel::route::TABLE_MAIN),
+            protocol: Some(ROUTE_PROTOCOL),
+            ipv6: None,
+        };
+        let routes = self
+            .kernel(|| "listing routes".into(), k.list_routes(filter))
+            .await?;
+        let neighbours = self
+            .kernel(|| "listing neighbours".into(), k.list_neighbours(None))
+            .await?;
+        Ok(Actual {
+            vxlan,
+            vxlan_addresses,
+            routes,
+            neighbours,
+            fdb,
+        })
+    }
+
+    async fn detect_mtu(&mut self) -> Result<(), RoutingError> {
+        let links = self
+            .kernel(|| "listing links".into(), self.kernel.list_links(None))
+            .await?;
+        match mtu::host_mtu(&links, self.model.settings.mtu_iface_pattern.as_deref()) {
+            Ok(host) => self.model.host_mtu = host,
+            Err(error) => tracing::warn!(%error, "host mtu not detected; keeping the last"),
+        }
+        Ok(())
+    }
+
+    /// Allocates this node's tunnel address through IPAM and records it,
+    /// with the device MAC, in this node's Node resource.
+    async fn ensure_tunnel(&mut self) -> Result<(), RoutingError> {
+        let node = self.model.node.clone();
+        let Some(mut stored) = self.my_node.clone() else {
+            return Ok(());
+        };
+        let info = self.model.nodes.get(&node).cloned().unwrap_or_default();
+        if !self.model.vxlan_wanted() || info.ipv4.is_none() || info.vtep().is_some() {
+            return Ok(());
+        }
+        let fail = |reason: String| RoutingError::Tunnel {
+            node: node.clone(),
+            reason,
+        };
+        let tunnel = match info.vxlan_tunnel {
+            Some(tunnel) => tunnel,
+            None => {
+                let pools: Vec<String> = self
+                    .model
+                    .pools
+                    .iter()
+                    .filter(|(_, p)| p.cidr.addr().is_ipv4() && p.vxlan != VXLANMode::Never)
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                let store = Arc::clone(self.store.blocking());
+                let handle = routing::tunnel_handle(&node);
+                let for_node = node.clone();
+                let allocated = tokio::task::spawn_blocking(move || {
+                    let ipam = twill_ipam::Ipam::new(store);
+                    // Whatever an interrupted earlier attempt held goes back.
+                    ipam.release_handle(&handle)?;
+                    let mut request = twill_ipam::AllocateRequest::ipv4(handle, for_node);
+                    request.usage = IPPoolAllowedUse::Tunnel;
+                    request.ipv4_pools = pools;
+                    ipam.allocate(&request)
+                })
+                .await
+                .map_err(|e| fail(e.to_string()))?
+                .map_err(|e| fail(e.to_string()))?;
+                match allocated.first().map(|a| a.ip) {
+                    Some(std::net::IpAddr::V4(ip)) => ip,
+                    other => return Err(fail(format!("ipam returned {other:?}"))),
+                }
+            }
+        };
+        let mac = info.vxlan_mac.unwrap_or_else(|| routing::vxlan_mac(&node));
+        let spec = stored
+            .value
+            .as_object_mut()
+            .and_then(|o| {
+                o.entry("spec")
+                    .or_insert_with(|| serde_json::json!({}))
+                    .as_object_mut()
+            })
+            .ok_or_else(|| fail("the Node resource has no spec object".into()))?;
+        spec.insert("ipv4VXLANTunnelAddr".into(), tunnel.to_string().into());
+        spec.insert("vxlanTunnelMACAddr".into(), mac.to_string().into());
+        let written = self
+            .store
+            .update(
+                stored.key.clone(),
+                stored.value.clone(),
+                Precondition::Revision(stored.revision),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        tracing::info!(%tunnel, %mac, "vxlan tunnel address recorded in the Node");
+        self.model.nodes.insert(
+            node,
+            NodeInfo {
+                vxlan_tunnel: Some(tunnel),
+                vxlan_mac: Some(mac),
+                ..info
+            },
+        );
+        self.my_node = Some(written);
+        Ok(())
+    }
+
+    fn may_delete(&mut self, actual: &Actual, wanted: &routing::Desired) -> BTreeSet<IpNet> {
+        let now = Instant::now();
+        let unwanted: BTreeSet<IpNet> = actual
+            .routes
+            .iter()
+            .filter(|r| routing::plan::is_workload_route(r))
+            .filter(|r| !wanted.routes.contains_key(&r.destination))
+            .map(|r| r.destination)
+            .collect();
+        self.stale_since.retain(|d, _| unwanted.contains(d));
+        let mut ripe = BTreeSet::new();
+        for destination in unwanted {
+            let since = *self.stale_since.entry(destination).or_insert(now);
+            if now.duration_since(since) >= self.config.stale_route_grace {
+                ripe.insert(destination);
+            }
+        }
+        ripe
+    }
+
+    async fn try_apply(&mut self) -> Result<usize, RoutingError> {
+        self.detect_mtu().await?;
+        if let Err(error) = self.ensure_tunnel().await {
+            // Routing to local pods and native routes do not need it.
+            tracing::warn!(%error, "no vxlan tunnel address yet");
+        }
+        let desired = self.model.desired();
+        let mut actual = self.list().await?;
+        let identity = |s: &twill_kernel::VxlanSpec| (s.vni, s.port, s.local);
+        if let (Some(want), Some(known), Some(have)) =
+            (&desired.vxlan, &self.vxlan_spec, &mut actual.vxlan)
+            && identity(&want.spec) != identity(known)
+        {
+            // Plans as a foreign device of our name: deleted and recreated.
+            have.kind = Some(format!("{VXLAN_INTERFACE} with another identity"));
+        }
+        let ripe = self.may_delete(&actual, &desired);
+        let deletable =
+            |r: &Route| !routing::plan::is_workload_route(r) || ripe.contains(&r.destination);
+        let ops = plan(&desired, &actual, deletable);
+        for op in &ops {
+            let result = self.kernel.submit(op.clone()).await;
+            match (result, op) {
+                (Ok(_), _) => {}
+                (Err(error), KernelOp::DeleteConntrack { ip }) => {
+                    tracing::warn!(%ip, %error, "stale conntrack flows not removed");
+                }
+                // Gone already (a device deletion took it along).
+                (
+                    Err(e),
+                    KernelOp::DeleteRoute(_)
+                    | KernelOp::DeleteNeighbour { .. }
+                    | KernelOp::DeleteFdb(_),
+                ) if e.is_not_found() => {}
+                (Err(source), op) => {
+                    return Err(RoutingError::Kernel {
+                        action: format!("{op:?}"),
+                        source,
+                    });
+                }
+            }
+        }
+        if !ops.is_empty() {
+            let residual = plan(&desired, &self.list().await?, deletable);
+            if !residual.is_empty() {
+                tracing::debug!(?residual, "unexpected difference after apply");
+                return Err(RoutingError::Verify {
+                    ops: residual.len(),
+                });
+            }
+        }
+        self.vxlan_spec = desired.vxlan.map(|d| d.spec);
+        match mtu::publish(&self.config.mtu_file, self.model.pod_mtu()) {
+            Ok(true) => {
+                tracing::info!(mtu = self.model.pod_mtu(), path = %self.config.mtu_file.display(), "pod mtu published")
+            }
+            Ok(false) => {}
+            Err(error) => tracing::warn!(%error, "pod mtu not published"),
+        }
+        if !self.stale_since.is_empty() {
+            // Look again once the oldest stale route is ripe.
+            self.apply_at = Some(Instant::now() + self.config.stale_route_grace);
+        }
+        Ok(ops.len())
+    }
+
+    async fn apply(&mut self) {
+        self.apply_at = None;
+        let started = Instant::now();
+        match self.try_apply().await {
+            Ok(ops) => {
+                self.failures = 0;
+                if ops > 0 {
+                    let elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+                    tracing::info!(ops, elapsed_ms, "routes applied");
+                }
+            }
+            Err(error) => {
+                self.failures = self.failures.saturating_add(1);
+                let backoff = self
+                    .retry_min
+                    .saturating_mul(1u32 << self.failures.saturating_sub(1).min(16))
+                    .min(self.retry_max);
+                tracing::warn!(%error, failures = self.failures, retry_in_ms = backoff.as_millis() as u64, "routing apply failed");
+                self.apply_at = Some(Instant::now() + backoff);
+            }
+        }
+    }
+}
+
+async fn watch_task(kind: &'static str, store: AsyncDatastore, tx: mpsc::Sender<RouteMsg>) {
+    let mut stream = match store.list_watch(kind.to_string(), None) {
+        Ok(stream) => stream,
+        Err(error) => {
+            tracing::error!(kind, %error, "cannot watch; routing stays unsynced");
+            return;
+        }
+    };
+    while let Some(event) = stream.next().await {
+        let msg = match event {
+            Ok(ListWatchEvent::Snapshot(list)) => RouteMsg::Snapshot {
+                kind,
+                items: list.items,
+            },
+            Ok(ListWatchEvent::Change(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
+                RouteMsg::Upserted { kind, item: o }
+            }
+            Ok(ListWatchEvent::Change(WatchEvent::Deleted(o))) => {
+                RouteMsg::Deleted { kind, key: o.key }
+            }
+            Ok(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => continue,
+            Err(error) => {
+                tracing::warn!(kind, %error, "watch failed; it retries");
+                continue;
+            }
+        };
+        if tx.send(msg).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Timers shared with the policy owner task.
+#[derive(Debug, Clone, Copy)]
+pub struct Timers {
+    /// Coalescing delay.
+    pub apply_delay: Duration,
+    /// Drift check period.
+    pub drift_interval: Duration,
+    /// First retry delay.
+    pub retry_min: Duration,
+    /// Longest retry delay.
+    pub retry_max: Duration,
+}
+
+/// Runs the routing task for `node` until every watch ends.
+pub async fn run(
+    node: String,
+    config: RoutingConfig,
+    timers: Timers,
+    store: AsyncDatastore,
+    kernel: Arc<dyn Kernel>,
+) {
+    let (tx, mut rx) = mpsc::channel(1024);
+    let mut watches = tokio::task::JoinSet::new();
+    for kind in ROUTING_KINDS {
+        let span = tracing::info_span!("watch", kind);
+        watches.spawn(watch_task(kind, store.clone(), tx.clone()).instrument(span));
+    }
+    drop(tx);
+    let mut router = Router {
+        config,
+        kernel,
+        store,
+        model: RoutingModel::new(node),
+        felix_configs: BTreeMap::new(),
+        known: BTreeMap::new(),
+        my_node: None,
+        stale_since: BTreeMap::new(),
+        vxlan_spec: None,
+        apply_at: None,
+        apply_delay: timers.apply_delay,
+        retry_min: timers.retry_min,
+        retry_max: timers.retry_max,
+        failures: 0,
+    };
+    let mut drift = tokio::time::interval_at(
+        Instant::now() + timers.drift_interval,
+        timers.drift_interval,
+    );
+    drift.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let apply_at = router.apply_at;
+        let apply_due = async move {
+            match apply_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            msg = rx.recv() => match msg {
+                Some(msg) => router.on_msg(msg),
+                None => return,
+            },
+            () = apply_due => router.apply().await,
+            _ = drift.tick() => {
+                if router.synced() && router.apply_at.is_none() {
+                    tracing::debug!("route drift check");
+                    router.apply_at = Some(Instant::now());
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use twill_kernel::fake::RecordingKernel;
+    use twill_store::{MemoryStore, Revision};
+
+    use super::*;
+
+    fn router(kernel: &RecordingKernel, grace: Duration) -> Router {
+        Router {
+            config: RoutingConfig {
+                mtu_file: PathBuf::from("unused"),
+                stale_route_grace: grace,
+            },
+            kernel: Arc::new(kernel.clone()),
+            store: AsyncDatastore::new(Arc::new(MemoryStore::default())),
+            model: RoutingModel::new("n1"),
+            felix_configs: BTreeMap::new(),
+            known: BTreeMap::new(),
+            my_node: None,
+            stale_since: BTreeMap::new(),
+            vxlan_spec: None,
+            apply_at: None,
+            apply_delay: Duration::from_millis(5),
+            retry_min: Duration::from_millis(5),
+            retry_max: Duration::from_millis(50),
+            failures: 0,
+        }
+    }
+
+    fn object(kind: &str, name: &str, value: serde_json::Value) -> Object {
+        Object {
+            key: Key {
+                kind: kind.into(),
+                namespace: None,
+                name: name.into(),
+            },
+            revision: Revision(1),
+            value,
+        }
+    }
+
+    #[test]
+    fn nothing_is_scheduled_until_every_routing_kind_has_listed() {
+        let kernel = RecordingKernel::new();
+        let mut r = router(&kernel, Duration::ZERO);
+        let (last, first) = ROUTING_KINDS.split_last().unwrap();
+        for kind in first {
+            r.on_msg(RouteMsg::Snapshot {
+                kind,
+                items: Vec::new(),
+            });
+            assert!(r.apply_at.is_none(), "scheduled before {last} listed");
+        }
+        r.on_msg(RouteMsg::Snapshot {
+            kind: last,
+            items: Vec::new(),
+        });
+        assert!(r.apply_at.is_some(), "in sync: an apply is due");
+        assert!(
+            kernel.ops().is_empty(),
+            "messages alone never touch the kernel"
+        );
+    }
+
+    #[test]
+    fn the_node_specific_felix_configuration_wins_whole() {
+        let kernel = RecordingKernel::new();
+        let mut r = router(&kernel, Duration::ZERO);
+        let fc =
+            |vni: u32| serde_json::json!({"metadata": {"name": "x"}, "spec": {"vxlanVNI": vni}});
+        r.on_upserted(
+            FelixConfigurationSpec::STORE_KIND,
+            object(FelixConfigurationSpec::STORE_KIND, "default", fc(7)),
+        );
+        assert_eq!(r.model.settings.vni, 7);
+        r.on_upserted(
+            FelixConfigurationSpec::STORE_KIND,
+            object(FelixConfigurationSpec::STORE_KIND, "node.n1", fc(9)),
+        );
+        assert_eq!(r.model.settings.vni, 9);
+        r.on_deleted(
+            FelixConfigurationSpec::STORE_KIND,
+            &Key::cluster(FelixConfigurationSpec::STORE_KIND, "node.n1"),
+        );
+        assert_eq!(r.model.settings.vni, 7);
+    }
+
+    #[test]
+    fn only_endpoints_of_this_node_are_local() {
+        let kernel = RecordingKernel::new();
+        let mut r = router(&kernel, Duration::ZERO);
+        let wep = |node: &str| {
+            serde_json::json!({"metadata": {"name": "w", "namespace": "ns"}, "spec": {
+                "node": node, "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
+                "interfaceName": "twl0000000001", "ipNetworks": ["10.65.0.5/32"]}})
+        };
+        let mut item = object(WorkloadEndpointSpec::STORE_KIND, "w", wep("n1"));
+        item.key.namespace = Some("ns".into());
+        r.on_upserted(WorkloadEndpointSpec::STORE_KIND, item.clone());
+        assert_eq!(r.model.endpoints.len(), 1);
+        item.value = wep("n2");
+        r.on_upserted(WorkloadEndpointSpec::STORE_KIND, item);
+        assert!(r.model.endpoints.is_empty(), "moved to another node");
+    }
+
+    #[test]
+    fn unwanted_workload_routes_ripen_only_after_the_grace_period() {
+        let kernel = RecordingKernel::new();
+        let route = Route::to_device("10.65.0.5/32".parse().unwrap(), "twl0000000001")
+            .protocol(ROUTE_PROTOCOL);
+        let actual = Actual {
+            routes: vec![route],
+            ..Actual::default()
+        };
+        let nothing = routing::Desired::default();
+        let mut patient = router(&kernel, Duration::from_secs(3600));
+        assert!(patient.may_delete(&actual, &nothing).is_empty());
+        assert_eq!(patient.stale_since.len(), 1, "the clock started");
+        let mut eager = router(&kernel, Duration::ZERO);
+        assert_eq!(eager.may_delete(&actual, &nothing).len(), 1);
+        let gone = Actual::default();
+        patient.may_delete(&gone, &nothing);
+        assert!(patient.stale_since.is_empty(), "forgotten once gone");
+    }
+}

@@ -1,0 +1,254 @@
+//! Desired vs listed: the kernel operations that make this node's routes,
+//! neighbour entries, FDB entries and VXLAN device what [`Desired`] says,
+//! touching only what is Twill's.
+//!
+//! Ownership, without remembering anything:
+//!
+//! * routes with protocol [`ROUTE_PROTOCOL`] in the main table;
+//! * permanent neighbour entries on workload interfaces (`twl…`) and on
+//!   the VXLAN device;
+//! * FDB entries and addresses of the VXLAN device, and the device itself.
+//!
+//! Order: device (create, MTU, MAC, up, address), FDB, neighbours, routes;
+//! then removals in reverse (routes, neighbours, FDB, device). A local
+//! route that moves to another interface, or goes away, is followed by the
+//! removal of the conntrack flows of its address.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use twill_kernel::{
+    AddressEntry, FdbEntry, KernelOp, LinkInfo, Neighbour, Route, VXLAN_INTERFACE,
+    WORKLOAD_INTERFACE_PREFIX,
+};
+
+use super::{Desired, ROUTE_PROTOCOL};
+
+/// What the kernel has of the objects the routing core owns.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Actual {
+    /// The VXLAN device, when it exists.
+    pub vxlan: Option<LinkInfo>,
+    /// Addresses on the VXLAN device.
+    pub vxlan_addresses: Vec<IpNet>,
+    /// Routes of protocol [`ROUTE_PROTOCOL`] (other routes are ignored).
+    pub routes: Vec<Route>,
+    /// Permanent neighbour entries (those on foreign interfaces are ignored).
+    pub neighbours: Vec<Neighbour>,
+    /// FDB entries (those of other devices are ignored).
+    pub fdb: Vec<FdbEntry>,
+}
+
+/// Whether a neighbour entry on `link` is Twill's.
+pub fn owns_neighbour_link(link: &str) -> bool {
+    link == VXLAN_INTERFACE || link.starts_with(WORKLOAD_INTERFACE_PREFIX)
+}
+
+/// Whether `route` is a local workload route (a host prefix onto a
+/// workload interface).
+pub fn is_workload_route(route: &Route) -> bool {
+    route.destination.prefix_len() == route.destination.max_prefix_len()
+        && route.next_hops.len() == 1
+        && route.next_hops[0]
+            .device
+            .as_deref()
+            .is_some_and(|d| d.starts_with(WORKLOAD_INTERFACE_PREFIX))
+}
+
+fn workload_device(route: &Route) -> Option<&str> {
+    is_workload_route(route)
+        .then(|| route.next_hops[0].device.as_deref())
+        .flatten()
+}
+
+/// Whether the listed route `actual` is what `desired` asks for. A desired
+/// next hop without a device accepts any device (the kernel resolves it).
+pub fn route_matches(desired: &Route, actual: &Route) -> bool {
+    let want = desired.clone().normalized();
+    let have = actual.clone().normalized();
+    want.destination == have.destination
+        && want.kind == have.kind
+        && want.table == have.table
+        && want.protocol == have.protocol
+        && want.metric == have.metric
+        && want.next_hops.len() == have.next_hops.len()
+        && want.next_hops.iter().zip(&have.next_hops).all(|(w, h)| {
+            w.gateway == h.gateway
+                && w.onlink == h.onlink
+                && (w.device.is_none() || w.device == h.device)
+        })
+}
+
+/// The operations that turn `actual` into `desired`. `may_delete` is asked
+/// before an unwanted route is removed (the daemon uses it to give
+/// twill-cni's fresh pod routes a grace period before their endpoint shows
+/// up).
+pub fn plan(
+    desired: &Desired,
+    actual: &Actual,
+    may_delete: impl Fn(&Route) -> bool,
+) -> Vec<KernelOp> {
+    let mut ops = Vec::new();
+    let mut removals = Vec::new();
+
+    // The device.
+    let device_ok = match (&desired.vxlan, &actual.vxlan) {
+        (Some(want), Some(have)) if have.kind.as_deref() == Some("vxlan") => {
+            if let Some(mtu) = want.spec.mtu.filter(|m| *m != have.mtu) {
+                ops.push(KernelOp::SetLinkMtu {
+                    name: VXLAN_INTERFACE.into(),
+                    mtu,
+                });
+            }
+            if let Some(mac) = want.spec.mac.filter(|m| Some(*m) != have.mac) {
+                ops.push(KernelOp::SetLinkMac {
+                    name: VXLAN_INTERFACE.into(),
+                    mac,
+                });
+            }
+            if !have.up {
+                ops.push(KernelOp::SetLinkUp {
+                    name: VXLAN_INTERFACE.into(),
+                    up: true,
+                });
+            }
+            true
+        }
+        (Some(_), Some(_)) => {
+            // Our name on a device of another kind: replace it.
+            ops.push(KernelOp::DeleteLink {
+                name: VXLAN_INTERFACE.into(),
+            });
+            false
+        }
+        (Some(_), None) => false,
+        (None, Some(_)) => {
+            removals.push(KernelOp::DeleteLink {
+                name: VXLAN_INTERFACE.into(),
+            });
+            true
+        }
+        (None, None) => true,
+    };
+    if let Some(want) = &desired.vxlan {
+        let address = IpNet::from(IpAddr::V4(want.address));
+        let have: &[IpNet] = if device_ok {
+            &actual.vxlan_addresses
+        } else {
+            ops.push(KernelOp::CreateVxlan(want.spec.clone()));
+            ops.push(KernelOp::SetLinkUp {
+                name: VXLAN_INTERFACE.into(),
+                up: true,
+            });
+            &[]
+        };
+        // Kernel-made IPv6 link-local addresses are left alone.
+        for stale in have.iter().filter(|a| **a != address && !is_link_local(a)) {
+            ops.push(KernelOp::DeleteAddress(AddressEntry {
+                link: VXLAN_INTERFACE.into(),
+                addr: *stale,
+            }));
+        }
+        if !have.contains(&address) {
+            ops.push(KernelOp::AddAddress(AddressEntry {
+                link: VXLAN_INTERFACE.into(),
+                addr: address,
+            }));
+        }
+    }
+    let device_gone = desired.vxlan.is_none() || !device_ok;
+
+    // FDB.
+    let have_fdb: BTreeSet<&FdbEntry> = if device_gone {
+        BTreeSet::new()
+    } else {
+        actual
+            .fdb
+            .iter()
+            .filter(|e| e.link == VXLAN_INTERFACE)
+            .collect()
+    };
+    for entry in &desired.fdb {
+        if !have_fdb.contains(entry) {
+            ops.push(KernelOp::AddFdb(entry.clone()));
+        }
+    }
+    let mut fdb_removals = Vec::new();
+    if desired.vxlan.is_some() {
+        for entry in have_fdb.iter().filter(|e| !desired.fdb.contains(**e)) {
+            fdb_removals.push(KernelOp::DeleteFdb((*entry).clone()));
+        }
+    }
+
+    // Neighbours.
+    let have_neigh: BTreeMap<(&str, IpAddr), &Neighbour> = actual
+        .neighbours
+        .iter()
+        .filter(|n| owns_neighbour_link(&n.link))
+        .filter(|n| !(device_gone && n.link == VXLAN_INTERFACE))
+        .map(|n| ((n.link.as_str(), n.ip), n))
+        .collect();
+    for ((link, ip), want) in &desired.neighbours {
+        if have_neigh.get(&(link.as_str(), *ip)) != Some(&want) {
+            ops.push(KernelOp::AddNeighbour(want.clone()));
+        }
+    }
+    for ((link, ip), have) in &have_neigh {
+        let wanted = desired.neighbours.contains_key(&((*link).to_string(), *ip));
+        // A device about to be deleted takes its entries with it.
+        let device_deleted = *link == VXLAN_INTERFACE && desired.vxlan.is_none();
+        if !wanted && !device_deleted {
+            removals.push(KernelOp::DeleteNeighbour {
+                link: have.link.clone(),
+                ip: have.ip,
+            });
+        }
+    }
+
+    // Routes.
+    let have_routes: BTreeMap<IpNet, &Route> = actual
+        .routes
+        .iter()
+        .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .map(|r| (r.destination, r))
+        .collect();
+    let mut flows = Vec::new();
+    for (destination, want) in &desired.routes {
+        match have_routes.get(destination) {
+            Some(have) if route_matches(want, have) => {}
+            have => {
+                ops.push(KernelOp::ReplaceRoute(want.clone()));
+                let moved = have.and_then(|h| workload_device(h)) != workload_device(want);
+                if moved && have.is_some_and(|h| workload_device(h).is_some()) {
+                    flows.push(destination.addr());
+                }
+            }
+        }
+    }
+    let mut route_removals = Vec::new();
+    for (destination, have) in &have_routes {
+        if desired.routes.contains_key(destination) || !may_delete(have) {
+            continue;
+        }
+        route_removals.push(KernelOp::DeleteRoute(have.key()));
+        if workload_device(have).is_some() {
+            flows.push(destination.addr());
+        }
+    }
+    // Routes go before the neighbours, FDB entries and device they use.
+    removals.extend(fdb_removals);
+    removals.splice(0..0, route_removals);
+    // A device deletion goes last, after everything on it.
+    removals.sort_by_key(|op| matches!(op, KernelOp::DeleteLink { .. }));
+    ops.extend(removals);
+    ops.extend(flows.into_iter().map(|ip| KernelOp::DeleteConntrack { ip }));
+    ops
+}
+
+fn is_link_local(net: &IpNet) -> bool {
+    match net {
+        IpNet::V4(n) => n.addr().is_link_local(),
+        IpNet::V6(n) => n.addr().segments()[0] & 0xffc0 == 0xfe80,
+    }
+}
