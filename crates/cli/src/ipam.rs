@@ -10,24 +10,14 @@ use serde::{Deserialize, Serialize};
 use twill_api::Object;
 use twill_api::ipam::IPAMBlockSpec;
 use twill_api::ippool::{IPAM_CONFIGURATION_NAME, IPAMConfigurationSpec};
+use twill_api::node::{CLUSTER_INFORMATION_NAME, ClusterInformationSpec};
 use twill_ipam::block::{BlockExt, ip_at};
 use twill_ipam::store::{self, Cas};
 use twill_ipam::{AllocationRef, Ipam, Liveness, StoreLiveness};
 use twill_store::{Datastore, SqliteStore};
 
+use crate::datastore::StoreArgs;
 use crate::{Status, line};
-
-/// Where the datastore is.
-#[derive(Debug, clap::Args)]
-pub struct StoreArgs {
-    /// The embedded datastore file.
-    #[arg(
-        long,
-        env = "TWILL_DATASTORE",
-        default_value = "/var/lib/twill/datastore.db"
-    )]
-    datastore: PathBuf,
-}
 
 /// Output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -53,6 +43,12 @@ pub enum Command {
         /// Who holds this address?
         #[arg(long)]
         ip: Option<IpAddr>,
+        /// List the addresses nodes use from blocks affine to other nodes.
+        #[arg(long, conflicts_with_all = ["ip", "show_configuration"])]
+        show_borrowed: bool,
+        /// Print the IPAMConfiguration in effect (Twill's defaults filled in).
+        #[arg(long, conflicts_with = "ip")]
+        show_configuration: bool,
         /// Output format.
         #[arg(short, long, value_enum, default_value_t = Output::Table)]
         output: Output,
@@ -103,6 +99,14 @@ struct Report {
     problems: Vec<String>,
     /// Addresses held for an owner that no longer exists.
     allocations_without_owner: Vec<Orphan>,
+    /// `ClusterInformation` `default`'s `clusterGUID` when the report was
+    /// written (`None`: the datastore has none); a report is only released
+    /// on the cluster it was made on.
+    #[serde(rename = "clusterGUID", default)]
+    cluster_guid: Option<String>,
+    /// The revision of `ClusterInformation` `default` then.
+    #[serde(default)]
+    cluster_info_revision: Option<u64>,
 }
 
 const REPORT_VERSION: &str = "twill-ipam-check/v1";
@@ -123,8 +127,18 @@ pub fn run(command: &Command, out: &mut dyn Write, err: &mut dyn Write) -> Statu
             store,
             show_blocks,
             ip,
+            show_borrowed,
+            show_configuration,
             output,
-        } => open(&store.datastore).and_then(|s| show(&*s, *show_blocks, *ip, *output, out)),
+        } => open(&store.datastore).and_then(|s| {
+            if *show_configuration {
+                show_configuration_table(&*s, *output, out)
+            } else if *show_borrowed {
+                show_borrowed_table(&*s, *output, out)
+            } else {
+                show(&*s, *show_blocks, *ip, *output, out)
+            }
+        }),
         Command::Check { store, report } => {
             open(&store.datastore).and_then(|s| check(&*s, report.as_deref(), out))
         }
@@ -322,19 +336,21 @@ fn show(
     Ok(Status::Success)
 }
 
-fn table(rows: &[[String; 6]], out: &mut dyn Write) {
-    let mut widths = [0usize; 6];
+fn table<R: AsRef<[String]>>(rows: &[R], out: &mut dyn Write) {
+    let columns = rows.first().map_or(0, |r| r.as_ref().len());
+    let mut widths = vec![0usize; columns];
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.len());
+        for (w, cell) in widths.iter_mut().zip(row.as_ref()) {
+            *w = (*w).max(cell.chars().count());
         }
     }
     let rule: Vec<String> = widths.iter().map(|w| "-".repeat(*w + 2)).collect();
     line(out, format_args!("+{}+", rule.join("+")));
     for (i, row) in rows.iter().enumerate() {
         let cells: Vec<String> = row
+            .as_ref()
             .iter()
-            .zip(widths)
+            .zip(&widths)
             .map(|(c, w)| format!(" {c:<w$} "))
             .collect();
         line(out, format_args!("|{}|", cells.join("|")));
@@ -343,6 +359,169 @@ fn table(rows: &[[String; 6]], out: &mut dyn Write) {
         }
     }
     line(out, format_args!("+{}+", rule.join("+")));
+}
+
+/// One address a node uses from a block affine to another node.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Borrowed {
+    ip: IpAddr,
+    borrowing_node: String,
+    block: String,
+    block_owner: String,
+    /// `pod`, or the allocation's `type` attribute (e.g. a tunnel address).
+    #[serde(rename = "type")]
+    kind: String,
+    /// `namespace/pod` for a pod, else the handle.
+    allocated_to: String,
+}
+
+/// The borrowed addresses, and how many in-use addresses in affine blocks
+/// carry no node attribute (so cannot be classified).
+fn borrowed(store: &dyn Datastore) -> anyhow::Result<(Vec<Borrowed>, usize)> {
+    let mut found = Vec::new();
+    let mut unclassified = 0;
+    for b in store::list::<IPAMBlockSpec>(store)? {
+        let spec = &b.object.spec;
+        let (Some(net), Some(owner)) = (spec.network(), spec.host()) else {
+            continue;
+        };
+        for slot in spec.slots().iter().filter(|s| !s.released()) {
+            let attrs = &slot.attribute.secondary;
+            let Some(node) = attrs.get("node") else {
+                unclassified += 1;
+                continue;
+            };
+            if node == owner {
+                continue;
+            }
+            let namespace = attrs.get("namespace").map_or("", String::as_str);
+            let (kind, allocated_to) = match (attrs.get("pod"), attrs.get("type")) {
+                (Some(pod), _) => ("pod".to_string(), format!("{namespace}/{pod}")),
+                (None, Some(t)) => (t.clone(), slot.handle().unwrap_or("-").to_string()),
+                (None, None) => ("-".to_string(), slot.handle().unwrap_or("-").to_string()),
+            };
+            found.push(Borrowed {
+                ip: ip_at(&net, slot.ordinal),
+                borrowing_node: node.clone(),
+                block: spec.cidr.clone(),
+                block_owner: owner.to_string(),
+                kind,
+                allocated_to,
+            });
+        }
+    }
+    Ok((found, unclassified))
+}
+
+fn show_borrowed_table(
+    store: &dyn Datastore,
+    output: Output,
+    out: &mut dyn Write,
+) -> anyhow::Result<Status> {
+    let (found, unclassified) = borrowed(store)?;
+    if output != Output::Table {
+        let doc = serde_json::json!({ "borrowed": found, "unclassified": unclassified });
+        print_structured(&doc, output, out)?;
+        return Ok(Status::Success);
+    }
+    let mut rows = vec![
+        [
+            "IP",
+            "BORROWING-NODE",
+            "BLOCK",
+            "BLOCK OWNER",
+            "TYPE",
+            "ALLOCATED-TO",
+        ]
+        .map(String::from)
+        .to_vec(),
+    ];
+    for b in &found {
+        rows.push(vec![
+            b.ip.to_string(),
+            b.borrowing_node.clone(),
+            b.block.clone(),
+            b.block_owner.clone(),
+            b.kind.clone(),
+            b.allocated_to.clone(),
+        ]);
+    }
+    table(&rows, out);
+    if unclassified > 0 {
+        line(
+            out,
+            format_args!(
+                "\nNote: found {unclassified} IP allocations without an explicit node association. Unable to determine if they are borrowed."
+            ),
+        );
+    }
+    Ok(Status::Success)
+}
+
+fn show_configuration_table(
+    store: &dyn Datastore,
+    output: Output,
+    out: &mut dyn Write,
+) -> anyhow::Result<Status> {
+    let spec = store::get::<IPAMConfigurationSpec>(store, IPAM_CONFIGURATION_NAME)?
+        .map(|s| s.object.spec)
+        .unwrap_or_default();
+    let effective = twill_ipam::EffectiveConfig::from_spec(&spec);
+    let properties = [
+        ("StrictAffinity", effective.strict_affinity.to_string()),
+        (
+            "AutoAllocateBlocks",
+            effective.auto_allocate_blocks.to_string(),
+        ),
+        (
+            "MaxBlocksPerHost",
+            effective.max_blocks_per_host.to_string(),
+        ),
+        (
+            "IPCooldownSeconds",
+            effective.cooldown.as_secs().to_string(),
+        ),
+    ];
+    if output != Output::Table {
+        let doc: serde_json::Map<String, serde_json::Value> = properties
+            .iter()
+            .map(|(k, v)| {
+                let value = v
+                    .parse::<u64>()
+                    .map(serde_json::Value::from)
+                    .or_else(|_| v.parse::<bool>().map(serde_json::Value::from))
+                    .unwrap_or_else(|_| serde_json::Value::from(v.clone()));
+                ((*k).to_string(), value)
+            })
+            .collect();
+        print_structured(&doc, output, out)?;
+        return Ok(Status::Success);
+    }
+    let mut rows = vec![vec!["PROPERTY".to_string(), "VALUE".to_string()]];
+    rows.extend(
+        properties
+            .iter()
+            .map(|(k, v)| vec![(*k).to_string(), v.clone()]),
+    );
+    table(&rows, out);
+    Ok(Status::Success)
+}
+
+/// `ClusterInformation` `default`: its `clusterGUID`, revision and whether
+/// the datastore is marked not ready.
+fn cluster_information(
+    store: &dyn Datastore,
+) -> anyhow::Result<Option<(Option<String>, u64, bool)>> {
+    Ok(
+        store::get::<ClusterInformationSpec>(store, CLUSTER_INFORMATION_NAME)?.map(|c| {
+            (
+                c.object.spec.cluster_guid.clone(),
+                c.revision.0,
+                c.object.spec.datastore_ready == Some(false),
+            )
+        }),
+    )
 }
 
 fn orphans(store: &dyn Datastore) -> anyhow::Result<Vec<Orphan>> {
@@ -385,6 +564,32 @@ fn check(
     report: Option<&Path>,
     out: &mut dyn Write,
 ) -> anyhow::Result<Status> {
+    let cluster = cluster_information(store)?;
+    match &cluster {
+        Some((Some(guid), _, locked)) => {
+            line(out, format_args!("cluster GUID: {guid}"));
+            if *locked {
+                line(
+                    out,
+                    format_args!(
+                        "warning: ClusterInformation default says the datastore is not ready (datastoreReady: false)"
+                    ),
+                );
+            }
+        }
+        Some((None, _, _)) => line(
+            out,
+            format_args!(
+                "ClusterInformation default has no clusterGUID: a report cannot be tied to this cluster"
+            ),
+        ),
+        None => line(
+            out,
+            format_args!(
+                "no ClusterInformation default in the datastore: a report cannot be tied to this cluster"
+            ),
+        ),
+    }
     let problems = twill_ipam::check(store)?;
     let orphans = orphans(store)?;
     for p in &problems {
@@ -414,6 +619,8 @@ fn check(
             version: REPORT_VERSION.into(),
             problems: problems.iter().map(ToString::to_string).collect(),
             allocations_without_owner: orphans,
+            cluster_guid: cluster.as_ref().and_then(|c| c.0.clone()),
+            cluster_info_revision: cluster.as_ref().map(|c| c.1),
         };
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
         line(out, format_args!("report written to {}", path.display()));
@@ -431,6 +638,7 @@ fn release(
     from_report: Option<&Path>,
     out: &mut dyn Write,
 ) -> anyhow::Result<Status> {
+    let ipam_store = Arc::clone(&store);
     let ipam = Ipam::new(store);
     match (ip, from_report) {
         (Some(ip), None) => {
@@ -447,6 +655,18 @@ fn release(
                     "report {} has version {:?}, expected {REPORT_VERSION:?}",
                     path.display(),
                     report.version
+                );
+            }
+            // Calico refuses a report from another cluster, whatever the
+            // flags: releasing another cluster's addresses here would free
+            // addresses that are in use.
+            let current = cluster_information(&*ipam_store)?.and_then(|c| c.0);
+            if current != report.cluster_guid {
+                anyhow::bail!(
+                    "report {} was made on another cluster (clusterGUID {}, this datastore has {}); refusing to release",
+                    path.display(),
+                    report.cluster_guid.as_deref().unwrap_or("none"),
+                    current.as_deref().unwrap_or("none")
                 );
             }
             let (mut released, mut skipped) = (0, 0);

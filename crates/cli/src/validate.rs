@@ -61,7 +61,7 @@ fn qualified_kind(resource: &twill_api::Resource) -> String {
     }
 }
 
-fn read(path: &PathBuf) -> std::io::Result<String> {
+pub(crate) fn read(path: &PathBuf) -> std::io::Result<String> {
     if path.as_os_str() == "-" {
         let mut text = String::new();
         std::io::stdin().read_to_string(&mut text)?;

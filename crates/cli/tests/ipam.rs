@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use twill_api::Object;
 use twill_api::ippool::{IPAM_CONFIGURATION_NAME, IPAMConfigurationSpec, IPPoolSpec};
-use twill_api::node::NodeSpec;
+use twill_api::node::{ClusterInformationSpec, NodeSpec};
 use twill_ipam::{AllocateRequest, Ipam};
 use twill_store::{Datastore, SqliteStore};
 
@@ -119,4 +119,160 @@ fn a_missing_datastore_is_a_usage_error() {
     let out = twill(&dir.path().join("absent.db"), &["show"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("does not exist"));
+}
+
+#[test]
+fn show_borrowed_lists_addresses_taken_from_another_nodes_block() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = dir.path().join("twill.db");
+    let store: Arc<dyn Datastore> = Arc::new(SqliteStore::open(&db).expect("open datastore"));
+    // One block in the pool: the second node can only borrow.
+    let pool = IPPoolSpec {
+        cidr: "10.67.0.0/26".into(),
+        block_size: Some(26),
+        ..IPPoolSpec::default()
+    };
+    twill_ipam::store::create(&*store, &Object::new("tiny", None, pool)).expect("create pool");
+    for node in ["node-1", "node-2"] {
+        twill_ipam::store::create(&*store, &Object::new(node, None, NodeSpec::default()))
+            .expect("create node");
+    }
+    let ipam = Ipam::new(store);
+    let own = ipam
+        .allocate(&AllocateRequest::ipv4("k8s-pod-network.own", "node-1"))
+        .expect("node-1 claims the block");
+    let mut request = AllocateRequest::ipv4("k8s-pod-network.borrower", "node-2");
+    request.attributes.extend([
+        ("namespace".into(), "shop".into()),
+        ("pod".into(), "web-0".into()),
+    ]);
+    let lent = ipam.allocate(&request).expect("node-2 borrows");
+    assert!(lent[0].borrowed, "{lent:?}");
+
+    let out = twill(&db, &["show", "--show-borrowed", "-o", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        doc["borrowed"],
+        serde_json::json!([{
+            "ip": lent[0].ip.to_string(),
+            "borrowingNode": "node-2",
+            "block": "10.67.0.0/26",
+            "blockOwner": "node-1",
+            "type": "pod",
+            "allocatedTo": "shop/web-0",
+        }]),
+        "the own address {} is not listed",
+        own[0].ip
+    );
+
+    let table = twill(&db, &["show", "--show-borrowed"]);
+    let stdout = text(&table.stdout);
+    assert!(
+        stdout.contains("| IP ")
+            && stdout.contains("BORROWING-NODE")
+            && stdout.contains("shop/web-0"),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn show_configuration_prints_the_values_in_effect() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = dir.path().join("twill.db");
+    datastore_with_three_pods(&db);
+    let shown = |db: &Path| {
+        let out = twill(db, &["show", "--show-configuration", "-o", "json"]);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).expect("JSON")
+    };
+    assert_eq!(
+        shown(&db),
+        serde_json::json!({
+            "StrictAffinity": false,
+            "AutoAllocateBlocks": true,
+            "MaxBlocksPerHost": 20,
+            "IPCooldownSeconds": 30,
+        }),
+        "Twill's defaults when no IPAMConfiguration exists"
+    );
+    let out = twill(
+        &db,
+        &[
+            "configure",
+            "--strictaffinity",
+            "true",
+            "--ip-cooldown-seconds",
+            "0",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let config = shown(&db);
+    assert_eq!(config["StrictAffinity"], true);
+    assert_eq!(config["IPCooldownSeconds"], 0);
+    let table = text(&twill(&db, &["show", "--show-configuration"]).stdout);
+    assert!(
+        table.contains("| PROPERTY ") && table.contains("| StrictAffinity "),
+        "{table}"
+    );
+}
+
+#[test]
+fn release_from_report_refuses_a_report_of_another_cluster() {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let db = dir.path().join("twill.db");
+    datastore_with_three_pods(&db);
+    let store = SqliteStore::open(&db).expect("open datastore");
+    let info = |guid: &str| {
+        Object::new(
+            "default",
+            None,
+            ClusterInformationSpec {
+                cluster_guid: Some(guid.into()),
+                ..ClusterInformationSpec::default()
+            },
+        )
+    };
+    twill_ipam::store::create(&store, &info("guid-a")).expect("cluster information");
+    let report = dir.path().join("report.json");
+    let out = twill(&db, &["check", "-o", report.to_str().expect("utf-8 path")]);
+    assert!(
+        text(&out.stdout).contains("cluster GUID: guid-a"),
+        "{}",
+        text(&out.stdout)
+    );
+    let written: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&report).expect("report")).expect("JSON");
+    assert_eq!(written["clusterGUID"], "guid-a");
+
+    let out = twill(
+        &db,
+        &[
+            "release",
+            "--from-report",
+            report.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+
+    let mut stored = twill_ipam::store::get::<ClusterInformationSpec>(&store, "default")
+        .expect("read")
+        .expect("exists");
+    stored.object = info("guid-b");
+    twill_ipam::store::update(&store, &stored).expect("change the GUID");
+    let out = twill(
+        &db,
+        &[
+            "release",
+            "--from-report",
+            report.to_str().expect("utf-8 path"),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr)
+            .contains("made on another cluster (clusterGUID guid-a, this datastore has guid-b)"),
+        "{}",
+        text(&out.stderr)
+    );
 }
