@@ -3,7 +3,7 @@
 //! from Established until all N are best paths in the Loc-RIB, and the
 //! router's RSS growth per route, are printed.
 //!
-//! The feed has the shape of `bgp-peers.sh` (the BIRD/FRR/GoBGP anchor):
+//! The feed has the shape of `scripts/bench/bgp-peers.sh` (the BIRD/FRR/GoBGP anchor):
 //! /24s counted up from 100.64.0.0, five consecutive prefixes per AS path
 //! (`65000 646xx 42000xxxxx`), five NLRI per UPDATE, ORIGIN/AS_PATH/NEXT_HOP
 //! only. The UPDATEs are encoded before the clock starts, so the injector

@@ -197,6 +197,8 @@ impl Rig {
             "ipam_socket": self.dir.path().join("ipam.sock"),
             "datastore_path": self.dir.path().join("datastore.db"),
             "endpoint_status_dir": self.dir.path().join("status"),
+            // felix-rs publishes the MTU here; the host's file must not count.
+            "mtu_file": self.dir.path().join("mtu"),
             "policy_setup_timeout": 0,
             "log_level": "warn",
         });
