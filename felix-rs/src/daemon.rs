@@ -63,14 +63,13 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 use twill_api::felix::FelixConfigurationSpec;
 use twill_api::{Resource, Spec};
 use twill_kernel::{Kernel, KernelError, KernelExt};
-use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, WatchEvent, WatchStream};
+use twill_store::{AsyncDatastore, Key, Object};
 
 use crate::model::Update;
 use crate::plan::plan_touched;
@@ -312,34 +311,32 @@ pub enum FelixMsg {
     },
 }
 
-async fn watch_task(
-    kind: &'static str,
-    mut stream: WatchStream<ListWatchEvent>,
-    tx: mpsc::Sender<FelixMsg>,
-) {
-    while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(ListWatchEvent::Snapshot(list)) => FelixMsg::Snapshot {
-                kind,
-                items: list.items.into_iter().map(Item::decode).collect(),
-            },
-            Ok(ListWatchEvent::Change(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                FelixMsg::Upserted {
-                    kind,
-                    item: Item::decode(o),
-                }
-            }
-            Ok(ListWatchEvent::Change(WatchEvent::Deleted(o))) => {
-                FelixMsg::Deleted { kind, key: o.key }
-            }
-            Ok(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => continue,
-            Err(error) => FelixMsg::WatchError {
-                kind,
-                error: error.to_string(),
-            },
-        };
-        if tx.send(msg).await.is_err() {
-            return;
+impl twill_daemon::WatchMsg for FelixMsg {
+    fn snapshot(kind: &'static str, items: Vec<Object>) -> Self {
+        Self::Snapshot {
+            kind,
+            items: items.into_iter().map(Item::decode).collect(),
+        }
+    }
+
+    fn upserted(kind: &'static str, object: Object) -> Self {
+        Self::Upserted {
+            kind,
+            item: Item::decode(object),
+        }
+    }
+
+    fn deleted(kind: &'static str, object: Object) -> Self {
+        Self::Deleted {
+            kind,
+            key: object.key,
+        }
+    }
+
+    fn watch_error(kind: &'static str, error: twill_store::Error) -> Self {
+        Self::WatchError {
+            kind,
+            error: error.to_string(),
         }
     }
 }
@@ -904,12 +901,13 @@ pub async fn run_with_health(
                 source: Box::new(source),
             })?;
         let span = tracing::info_span!(parent: &span, "watch", kind);
-        watches.spawn(watch_task(kind, stream, tx.clone()).instrument(span));
+        watches.spawn(twill_daemon::forward_watch(kind, stream, tx.clone()).instrument(span));
     }
     drop(tx);
     if let Some(listener) = listener {
         let span = tracing::info_span!(parent: &span, "health");
-        watches.spawn(health::serve(listener, Arc::clone(&health), STALL).instrument(span));
+        watches
+            .spawn(twill_daemon::serve(listener, Arc::clone(&health) as _, STALL).instrument(span));
     }
     if let Some(routing) = config.routing.clone() {
         let timers = routes::Timers {

@@ -76,31 +76,9 @@ impl Args {
     }
 }
 
-fn init_tracing(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if json {
-        builder.json().init();
-    } else {
-        builder.init();
-    }
-}
-
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler can be installed");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    init_tracing(args.log_json);
+    twill_daemon::init_tracing(args.log_json);
     let config = args.config();
     if let Err(error) = config.validate() {
         tracing::error!(%error, "bad configuration");
@@ -137,7 +115,7 @@ fn main() -> ExitCode {
         config,
         store,
         Arc::new(kernel),
-        shutdown_signal(),
+        twill_daemon::shutdown_signal(),
     )) {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

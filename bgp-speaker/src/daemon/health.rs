@@ -1,6 +1,5 @@
-//! Health and Prometheus metrics over a minimal HTTP/1.1 server:
-//! `GET /livez`, `GET /readyz`, `GET /metrics` (the same approach as
-//! felix-rs: a few bytes per request, one short-lived connection each).
+//! Health and Prometheus metrics, served on `GET /livez`, `GET /readyz`
+//! and `GET /metrics` by [`twill_daemon::serve`] (shared with felix-rs).
 //!
 //! Metrics (all prefixed `twill_bgp_`):
 //!
@@ -19,8 +18,7 @@
 //! | `twill_bgp_config_warnings` | gauge | resources skipped in the last computation |
 //! | `twill_bgp_datastore_synced` | gauge | 1 once every watched kind is listed |
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -29,8 +27,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use twill_daemon::Heartbeat;
 
 /// The label of `twill_bgp_sessions`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, EncodeLabelSet)]
@@ -69,8 +66,7 @@ pub struct Health {
     /// 1 once synced.
     pub synced: Gauge,
     ready: AtomicBool,
-    last_turn_ms: AtomicU64,
-    started: tokio::time::Instant,
+    heartbeat: Heartbeat,
 }
 
 impl Default for Health {
@@ -157,8 +153,7 @@ impl Health {
             warnings,
             synced,
             ready: AtomicBool::new(false),
-            last_turn_ms: AtomicU64::new(0),
-            started: tokio::time::Instant::now(),
+            heartbeat: Heartbeat::new(),
         }
     }
 
@@ -174,14 +169,12 @@ impl Health {
 
     /// Records that the owner loop is turning.
     pub fn heartbeat(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_turn_ms.store(ms, Ordering::Relaxed);
+        self.heartbeat.beat();
     }
 
     /// Live while the owner loop turned within `stall`.
     pub fn is_live(&self, stall: Duration) -> bool {
-        let last = Duration::from_millis(self.last_turn_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last) <= stall
+        self.heartbeat.is_live(stall)
     }
 
     /// Moves a counter up to `total` (the router reports totals).
@@ -200,64 +193,18 @@ impl Health {
     }
 }
 
-/// Serves `/livez`, `/readyz` and `/metrics` on `listener` until dropped.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, stall: Duration) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                tracing::warn!(%error, "health accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let health = Arc::clone(&health);
-        tokio::spawn(async move {
-            if let Err(error) = respond(stream, &health, stall).await {
-                tracing::debug!(%error, "health request failed");
-            }
-        });
+impl twill_daemon::HealthProbe for Health {
+    fn is_live(&self, stall: Duration) -> bool {
+        Health::is_live(self, stall)
     }
-}
 
-async fn respond(mut stream: TcpStream, health: &Health, stall: Duration) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")
-            })??;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
+    fn is_ready(&self) -> bool {
+        Health::is_ready(self)
     }
-    let text = String::from_utf8_lossy(&request);
-    let mut words = text.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (status, body) = match (method, path) {
-        ("GET", "/metrics") => ("200 OK", health.encode()),
-        ("GET", "/livez") if health.is_live(stall) => ("200 OK", "ok\n".into()),
-        ("GET", "/livez") => ("503 Service Unavailable", "stalled\n".into()),
-        ("GET", "/readyz") if health.is_ready() => ("200 OK", "ok\n".into()),
-        ("GET", "/readyz") => ("503 Service Unavailable", "not ready\n".into()),
-        ("GET", _) => ("404 Not Found", "not found\n".into()),
-        _ => ("405 Method Not Allowed", "GET only\n".into()),
-    };
-    let content_type = if path == "/metrics" {
-        "application/openmetrics-text; version=1.0.0; charset=utf-8"
-    } else {
-        "text/plain"
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+
+    fn metrics(&self) -> String {
+        self.encode()
+    }
 }
 
 #[cfg(test)]

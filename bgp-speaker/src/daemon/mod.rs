@@ -51,7 +51,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::future::BoxFuture;
 use ipnet::IpNet;
 use serde_json::Value;
@@ -66,7 +65,7 @@ use twill_api::node::NodeSpec;
 use twill_api::{Object, Spec};
 use twill_kernel::route::TABLE_MAIN;
 use twill_kernel::{Kernel, KernelExt, Route, RouteFilter, RouteKind, RouteProto};
-use twill_store::{AsyncDatastore, ListWatchEvent, WatchEvent, WatchStream};
+use twill_store::AsyncDatastore;
 
 use crate::config::{self, Advertised, ConfigError, Desired, PeerConfig, Secrets, Snapshot};
 use crate::status::{self, NodeStatus, PeerRow};
@@ -299,40 +298,36 @@ enum DaemonMsg {
     },
 }
 
-async fn watch_task(
-    kind: &'static str,
-    mut stream: WatchStream<ListWatchEvent>,
-    tx: mpsc::Sender<DaemonMsg>,
-) {
-    while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(ListWatchEvent::Snapshot(list)) => DaemonMsg::Snapshot {
-                kind,
-                items: list
-                    .items
-                    .into_iter()
-                    .map(|o| (o.key.name, decode(kind, o.value)))
-                    .collect(),
-            },
-            Ok(ListWatchEvent::Change(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                DaemonMsg::Upserted {
-                    kind,
-                    name: o.key.name,
-                    item: Box::new(decode(kind, o.value)),
-                }
-            }
-            Ok(ListWatchEvent::Change(WatchEvent::Deleted(o))) => DaemonMsg::Deleted {
-                kind,
-                name: o.key.name,
-            },
-            Ok(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => continue,
-            Err(error) => DaemonMsg::WatchError {
-                kind,
-                error: error.to_string(),
-            },
-        };
-        if tx.send(msg).await.is_err() {
-            return;
+impl twill_daemon::WatchMsg for DaemonMsg {
+    fn snapshot(kind: &'static str, items: Vec<twill_store::Object>) -> Self {
+        Self::Snapshot {
+            kind,
+            items: items
+                .into_iter()
+                .map(|o| (o.key.name, decode(kind, o.value)))
+                .collect(),
+        }
+    }
+
+    fn upserted(kind: &'static str, object: twill_store::Object) -> Self {
+        Self::Upserted {
+            kind,
+            name: object.key.name,
+            item: Box::new(decode(kind, object.value)),
+        }
+    }
+
+    fn deleted(kind: &'static str, object: twill_store::Object) -> Self {
+        Self::Deleted {
+            kind,
+            name: object.key.name,
+        }
+    }
+
+    fn watch_error(kind: &'static str, error: twill_store::Error) -> Self {
+        Self::WatchError {
+            kind,
+            error: error.to_string(),
         }
     }
 }
@@ -687,7 +682,7 @@ pub async fn run(
             .map_err(|source| DaemonError::Metrics { address, source })?;
         let stall = (config.metrics_interval * 5).max(Duration::from_secs(10));
         background.push(tokio::spawn(
-            health::serve(listener, Arc::clone(&health), stall).instrument(span.clone()),
+            twill_daemon::serve(listener, Arc::clone(&health) as _, stall).instrument(span.clone()),
         ));
     }
     if let Some(path) = &config.status_socket {
@@ -723,7 +718,11 @@ pub async fn run(
                     kind,
                     source: Box::new(source),
                 })?;
-        background.push(tokio::spawn(watch_task(kind, stream, tx.clone())));
+        background.push(tokio::spawn(twill_daemon::forward_watch(
+            kind,
+            stream,
+            tx.clone(),
+        )));
     }
     drop(tx);
     let mut owner = Owner {

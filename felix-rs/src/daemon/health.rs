@@ -1,9 +1,7 @@
-//! Health and Prometheus metrics over a minimal HTTP/1.1 server:
-//! `GET /livez`, `GET /readyz`, `GET /metrics`. Requests are a few bytes
-//! from a kubelet or a scraper; one short-lived connection each.
+//! Health and Prometheus metrics, served on `GET /livez`, `GET /readyz`
+//! and `GET /metrics` by [`twill_daemon::serve`].
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
@@ -11,8 +9,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use twill_daemon::Heartbeat;
 
 /// Felix's `felix_resync_state` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,9 +40,7 @@ pub struct Health {
     /// [`ResyncState`] as a number.
     pub resync_state: Gauge,
     ready: AtomicBool,
-    /// Milliseconds since the daemon started, at the owner loop's last turn.
-    last_turn_ms: AtomicU64,
-    started: tokio::time::Instant,
+    heartbeat: Heartbeat,
 }
 
 impl Default for Health {
@@ -104,8 +99,7 @@ impl Health {
             nft_errors,
             resync_state,
             ready: AtomicBool::new(false),
-            last_turn_ms: AtomicU64::new(0),
-            started: tokio::time::Instant::now(),
+            heartbeat: Heartbeat::new(),
         }
     }
 
@@ -126,15 +120,12 @@ impl Health {
 
     /// Records that the owner loop is turning.
     pub fn heartbeat(&self) {
-        let ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last_turn_ms.store(ms, Ordering::Relaxed);
+        self.heartbeat.beat();
     }
 
     /// Live while the owner loop turned within `stall`.
     pub fn is_live(&self, stall: Duration) -> bool {
-        let now = self.started.elapsed();
-        let last = Duration::from_millis(self.last_turn_ms.load(Ordering::Relaxed));
-        now.saturating_sub(last) <= stall
+        self.heartbeat.is_live(stall)
     }
 
     /// The metrics in Prometheus text format.
@@ -145,67 +136,16 @@ impl Health {
     }
 }
 
-/// Serves `/livez`, `/readyz` and `/metrics` on `listener` until dropped.
-/// The owner loop must turn at least every `stall` to count as live.
-pub async fn serve(listener: TcpListener, health: Arc<Health>, stall: Duration) {
-    loop {
-        let stream = match listener.accept().await {
-            Ok((stream, _)) => stream,
-            Err(error) => {
-                // E.g. out of file descriptors: do not spin.
-                tracing::warn!(%error, "health accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let health = Arc::clone(&health);
-        tokio::spawn(async move {
-            if let Err(error) = respond(stream, &health, stall).await {
-                tracing::debug!(%error, "health request failed");
-            }
-        });
+impl twill_daemon::HealthProbe for Health {
+    fn is_live(&self, stall: Duration) -> bool {
+        Health::is_live(self, stall)
     }
-}
 
-async fn respond(mut stream: TcpStream, health: &Health, stall: Duration) -> std::io::Result<()> {
-    let mut request = Vec::with_capacity(512);
-    let mut buf = [0u8; 512];
-    while !request.windows(4).any(|w| w == b"\r\n\r\n") && request.len() < 8192 {
-        let n = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut buf))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "request timed out")
-            })??;
-        if n == 0 {
-            break;
-        }
-        request.extend_from_slice(&buf[..n]);
+    fn is_ready(&self) -> bool {
+        Health::is_ready(self)
     }
-    let line = String::from_utf8_lossy(&request);
-    let mut words = line.split_whitespace();
-    let (method, path) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-    let (status, content_type, body) = match (method, path) {
-        ("GET", "/metrics") => (
-            "200 OK",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            health.encode(),
-        ),
-        ("GET", "/livez") if health.is_live(stall) => ("200 OK", "text/plain", "ok\n".into()),
-        ("GET", "/livez") => ("503 Service Unavailable", "text/plain", "stalled\n".into()),
-        ("GET", "/readyz") if health.is_ready() => ("200 OK", "text/plain", "ok\n".into()),
-        ("GET", "/readyz") => (
-            "503 Service Unavailable",
-            "text/plain",
-            "not ready\n".into(),
-        ),
-        ("GET", _) => ("404 Not Found", "text/plain", "not found\n".into()),
-        _ => ("405 Method Not Allowed", "text/plain", "GET only\n".into()),
-    };
-    let head = format!(
-        "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body.as_bytes()).await?;
-    stream.shutdown().await
+
+    fn metrics(&self) -> String {
+        self.encode()
+    }
 }
