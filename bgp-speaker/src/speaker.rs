@@ -128,7 +128,7 @@ pub struct PeerDetail {
     /// When the state was entered.
     pub since: Instant,
     /// The last NOTIFICATION sent or received when the session went down.
-    pub last_error: Option<packet::Notification>,
+    pub last_error: Option<crate::fsm::LastError>,
 }
 
 /// Handle to a running speaker; dropping it stops the owner task.

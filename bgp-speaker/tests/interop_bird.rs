@@ -374,7 +374,7 @@ fn frozen_bird_is_detected_within_the_hold_time_and_the_session_recovers() {
         );
         // NOTIFICATION code 4: Hold Timer Expired (RFC 4271 §4.5).
         assert!(
-            info.contains("notification 4/0"),
+            info.contains("Error: Hold Timer Expired"),
             "the reason is the hold timer's: {down_state:?} {info}"
         );
         assert!(

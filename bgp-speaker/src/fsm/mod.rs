@@ -234,7 +234,36 @@ pub struct Session {
     since: Instant,
     connect_retry_counter: u32,
     negotiated: Option<Negotiated>,
-    last_error: Option<Notification>,
+    last_error: Option<LastError>,
+}
+
+/// Why a session last went down: the NOTIFICATION this speaker sent, or
+/// the one the peer sent. Shown in `twill node status` the way BIRD shows
+/// it ("Error: Hold Timer Expired", "Received: Cease: Peer De-configured").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LastError {
+    /// This speaker sent it.
+    Sent(Notification),
+    /// The peer sent it.
+    Received(Notification),
+}
+
+impl LastError {
+    /// The NOTIFICATION, whoever sent it.
+    pub const fn notification(&self) -> &Notification {
+        match self {
+            Self::Sent(n) | Self::Received(n) => n,
+        }
+    }
+}
+
+impl std::fmt::Display for LastError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sent(n) => write!(f, "Error: {n}"),
+            Self::Received(n) => write!(f, "Received: {n}"),
+        }
+    }
 }
 
 impl Session {
@@ -271,7 +300,7 @@ impl Session {
     }
 
     /// The last NOTIFICATION sent or received when the session went down.
-    pub const fn last_error(&self) -> Option<&Notification> {
+    pub const fn last_error(&self) -> Option<&LastError> {
         self.last_error.as_ref()
     }
 
@@ -348,8 +377,11 @@ impl Session {
                 .map(|gr| gr.restart_time);
             actions.push(Action::SessionDown { stale_for });
         }
-        if let Some(n) = notification.or(received) {
-            self.last_error = Some(n);
+        if let Some(error) = notification
+            .map(LastError::Sent)
+            .or(received.map(LastError::Received))
+        {
+            self.last_error = Some(error);
         }
         self.connect_retry_counter = self.connect_retry_counter.saturating_add(1);
         self.negotiated = None;

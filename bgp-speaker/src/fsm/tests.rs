@@ -338,7 +338,10 @@ fn hold_timer_expiry_in_established_sends_notification_hold_timer_expired_and_go
     );
     assert!(actions.contains(&Action::Disconnect));
     assert!(actions.contains(&Action::SessionDown { stale_for: None }));
-    assert_eq!(s.last_error().map(|n| n.code), Some(4));
+    assert_eq!(
+        s.last_error().map(ToString::to_string).as_deref(),
+        Some("Error: Hold Timer Expired")
+    );
 }
 
 #[test]
@@ -465,7 +468,7 @@ fn notification_from_the_peer_drops_the_session_without_answering() {
     let actions = s.fsm_event(Event::NotifMsg(cease.clone()), now());
     assert_eq!(sent_notification(&actions), None);
     assert!(actions.contains(&Action::SessionDown { stale_for: None }));
-    assert_eq!(s.last_error(), Some(&cease));
+    assert_eq!(s.last_error(), Some(&LastError::Received(cease)));
     assert_eq!(s.state(), State::Idle);
 }
 

@@ -103,15 +103,70 @@ impl Notification {
     }
 }
 
+impl Notification {
+    /// The RFC names of the error code and subcode ("Cease", "Administrative
+    /// Shutdown"), as BIRD and FRR print them; `None` for values no RFC
+    /// Twill implements defines.
+    pub fn names(&self) -> (Option<&'static str>, Option<&'static str>) {
+        let code = match self.code {
+            1 => "Message Header Error",
+            2 => "OPEN Message Error",
+            3 => "UPDATE Message Error",
+            4 => "Hold Timer Expired",
+            5 => "Finite State Machine Error",
+            6 => "Cease",
+            7 => "ROUTE-REFRESH Message Error",
+            _ => return (None, None),
+        };
+        let subcode = match (self.code, self.subcode) {
+            (1, 1) => "Connection Not Synchronized",
+            (1, 2) => "Bad Message Length",
+            (1, 3) => "Bad Message Type",
+            (2, 1) => "Unsupported Version Number",
+            (2, 2) => "Bad Peer AS",
+            (2, 3) => "Bad BGP Identifier",
+            (2, 4) => "Unsupported Optional Parameter",
+            (2, 6) => "Unacceptable Hold Time",
+            (2, 7) => "Unsupported Capability",
+            (3, 1) => "Malformed Attribute List",
+            (3, 2) => "Unrecognized Well-known Attribute",
+            (3, 3) => "Missing Well-known Attribute",
+            (3, 4) => "Attribute Flags Error",
+            (3, 5) => "Attribute Length Error",
+            (3, 6) => "Invalid ORIGIN Attribute",
+            (3, 8) => "Invalid NEXT_HOP Attribute",
+            (3, 9) => "Optional Attribute Error",
+            (3, 10) => "Invalid Network Field",
+            (3, 11) => "Malformed AS_PATH",
+            (5, 1) => "Receive Unexpected Message in OpenSent State",
+            (5, 2) => "Receive Unexpected Message in OpenConfirm State",
+            (5, 3) => "Receive Unexpected Message in Established State",
+            (6, 1) => "Maximum Number of Prefixes Reached",
+            (6, 2) => "Administrative Shutdown",
+            (6, 3) => "Peer De-configured",
+            (6, 4) => "Administrative Reset",
+            (6, 5) => "Connection Rejected",
+            (6, 6) => "Other Configuration Change",
+            (6, 7) => "Connection Collision Resolution",
+            (6, 8) => "Out of Resources",
+            (6, 9) => "Hard Reset",
+            (7, 1) => "Invalid Message Length",
+            _ => return (Some(code), None),
+        };
+        (Some(code), Some(subcode))
+    }
+}
+
+/// "Cease: Administrative Shutdown", "Hold Timer Expired"; numbers where
+/// the code or subcode has no name ("Cease: subcode 42", "notification 9/1").
 impl std::fmt::Display for Notification {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "notification {}/{} ({} data octets)",
-            self.code,
-            self.subcode,
-            self.data.len()
-        )
+        match self.names() {
+            (Some(code), Some(subcode)) => write!(f, "{code}: {subcode}"),
+            (Some(code), None) if self.subcode == 0 => f.write_str(code),
+            (Some(code), None) => write!(f, "{code}: subcode {}", self.subcode),
+            (None, _) => write!(f, "notification {}/{}", self.code, self.subcode),
+        }
     }
 }
 

@@ -725,3 +725,18 @@ proptest! {
         prop_assert_eq!(update.announced_v4(), announce);
     }
 }
+
+#[test]
+fn notifications_print_their_rfc_names() {
+    for (code, subcode, shown) in [
+        (4, 0, "Hold Timer Expired"),
+        (6, 2, "Cease: Administrative Shutdown"),
+        (6, 3, "Cease: Peer De-configured"),
+        (3, 11, "UPDATE Message Error: Malformed AS_PATH"),
+        (2, 2, "OPEN Message Error: Bad Peer AS"),
+        (6, 42, "Cease: subcode 42"),
+        (9, 1, "notification 9/1"),
+    ] {
+        assert_eq!(Notification::new(code, subcode).to_string(), shown);
+    }
+}
