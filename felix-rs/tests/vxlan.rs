@@ -212,6 +212,83 @@ fn cross_subnet_encapsulates_only_between_subnets() {
 }
 
 #[test]
+fn ipv6_pools_get_their_own_overlay_beside_the_ipv4_one() {
+    twill_integration::require_root!();
+    let mut c = Cluster::new(
+        &[("n1", 0), ("n2", 0)],
+        "{cidr: 10.67.0.0/16, vxlanMode: Always, blockSize: 26}",
+    );
+    c.put(
+        "apiVersion: projectcalico.org/v3
+kind: IPPool
+metadata: {name: pool-v6}
+spec: {cidr: 'fd00:67::/48', vxlanMode: Always, blockSize: 122}
+",
+    );
+    c.add_ipv6_underlay("2001:db8:67");
+    let mut v6 = std::collections::BTreeMap::new();
+    for (pod, node) in [("p1", "n1"), ("p2", "n2")] {
+        c.add_pod(pod, node);
+        v6.insert(pod, c.add_ipv6(pod, "pool-v6"));
+    }
+    let _servers: Vec<_> = c.pods.values().map(listen).collect();
+    assert!(
+        !c.pods["p1"]
+            .probe_tcp(v6["p2"], 8080, PROBE)
+            .unwrap()
+            .is_reachable(),
+        "nothing routes IPv6 between the nodes but felix-rs"
+    );
+    c.start_all();
+    let outer_ipv6 = VxlanCounter::matching(c.fabric.netns(), "ip6 nexthdr udp udp dport 4789");
+    let reaches_v6 = |from: &str, to: &str| {
+        c.pods[from]
+            .probe_tcp(v6[to], 8080, PROBE)
+            .unwrap()
+            .is_reachable()
+    };
+    for (from, to) in [("p1", "p2"), ("p2", "p1")] {
+        c.eventually(&format!("{from} reaches {to} over IPv6"), || {
+            reaches_v6(from, to)
+        });
+        c.eventually(&format!("{from} reaches {to} over IPv4"), || {
+            c.reaches(from, to)
+        });
+    }
+    assert!(
+        outer_ipv6.packets() > 0,
+        "IPv6 pod traffic was encapsulated in IPv6"
+    );
+
+    // The IPv6 tunnel address came from the IPv6 pool and is in the Node.
+    let n1 = c.store.get(&Key::cluster("Node", "n1")).unwrap().value;
+    let tunnel: std::net::Ipv6Addr = n1["spec"]["ipv6VXLANTunnelAddr"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        "fd00:67::/48"
+            .parse::<ipnet::Ipv6Net>()
+            .unwrap()
+            .contains(&tunnel)
+    );
+    assert_ne!(
+        n1["spec"]["vxlanTunnelMACAddrV6"],
+        n1["spec"]["vxlanTunnelMACAddr"]
+    );
+    let links = c.nodes["n1"].netns().ip(&["-br", "addr", "show"]).unwrap();
+    assert!(links.contains(&format!("{tunnel}/128")), "{links}");
+    assert!(links.contains("twill.vxlan "), "both overlays: {links}");
+    // Pods get the smaller MTU of the two devices (1500 - 70).
+    assert_eq!(
+        std::fs::read_to_string(c.mtu_file("n1")).unwrap().trim(),
+        "1430"
+    );
+    drop(outer_ipv6);
+}
+
+#[test]
 fn nat_outgoing_lets_pods_reach_a_network_that_only_knows_the_node() {
     twill_integration::require_root!();
     let mut c = Cluster::new(

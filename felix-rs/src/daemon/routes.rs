@@ -41,12 +41,12 @@ use twill_api::felix::FelixConfigurationSpec;
 use twill_api::ipam::BlockAffinitySpec;
 use twill_api::ippool::{IPPoolAllowedUse, IPPoolSpec, VXLANMode};
 use twill_api::node::NodeSpec;
-use twill_kernel::{Kernel, KernelError, KernelExt, KernelOp, Route, RouteFilter, VXLAN_INTERFACE};
+use twill_kernel::{Kernel, KernelError, KernelExt, KernelOp, Route, RouteFilter};
 use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, Precondition, WatchEvent};
 
 use crate::routing::{
-    self, Actual, LocalEndpoint, NodeInfo, PoolInfo, ROUTE_PROTOCOL, RoutingModel, RoutingSettings,
-    mtu, plan,
+    self, Actual, Family, LocalEndpoint, NodeInfo, PoolInfo, ROUTE_PROTOCOL, RoutingModel,
+    RoutingSettings, VxlanLink, mtu, plan,
 };
 
 /// Settings of the routing task.
@@ -143,10 +143,12 @@ pub enum RoutingError {
         ops: usize,
     },
     /// The tunnel address could not be allocated or recorded.
-    #[error("vxlan tunnel address for node {node}: {reason}")]
+    #[error("{family:?} vxlan tunnel address for node {node}: {reason}")]
     Tunnel {
         /// This node.
         node: String,
+        /// The overlay's family.
+        family: Family,
         /// Why.
         reason: String,
     },
@@ -177,10 +179,10 @@ struct Router {
     my_node: Option<Object>,
     /// When each unwanted local route was first seen.
     stale_since: BTreeMap<IpNet, Instant>,
-    /// The VXLAN device as this process last made it sure: the kernel's
+    /// The VXLAN devices as this process last made them sure: the kernel's
     /// listing does not show VNI, port or local address, so a change of
     /// those is seen here (not across a restart).
-    vxlan_spec: Option<twill_kernel::VxlanSpec>,
+    vxlan_specs: BTreeMap<Family, twill_kernel::VxlanSpec>,
     apply_at: Option<Instant>,
     apply_delay: Duration,
     retry_min: Duration,
@@ -359,30 +361,33 @@ impl Router {
 
     async fn list(&self) -> Result<Actual, RoutingError> {
         let k = &*self.kernel;
-        let vxlan = match k.get_link(VXLAN_INTERFACE).await {
-            Ok(link) => Some(link),
-            Err(e) if e.is_not_found() => None,
-            Err(source) => {
-                return Err(RoutingError::Kernel {
-                    action: format!("reading {VXLAN_INTERFACE}"),
-                    source,
-                });
-            }
-        };
-        let (vxlan_addresses, fdb) = if vxlan.is_some() {
+        let mut vxlan = BTreeMap::new();
+        let mut fdb = Vec::new();
+        for family in Family::ALL {
+            let name = family.interface();
+            let link = match k.get_link(name).await {
+                Ok(link) => link,
+                Err(e) if e.is_not_found() => continue,
+                Err(source) => {
+                    return Err(RoutingError::Kernel {
+                        action: format!("reading {name}"),
+                        source,
+                    });
+                }
+            };
             let addresses = self
                 .kernel(
-                    || "listing tunnel addresses".into(),
-                    k.list_addresses(Some(VXLAN_INTERFACE)),
+                    || format!("listing addresses of {name}"),
+                    k.list_addresses(Some(name)),
                 )
                 .await?;
-            let fdb = self
-                .kernel(|| "listing fdb".into(), k.list_fdb(Some(VXLAN_INTERFACE)))
-                .await?;
-            (addresses.into_iter().map(|a| a.addr).collect(), fdb)
-        } else {
-            (Vec::new(), Vec::new())
-        };
+            fdb.extend(
+                self.kernel(|| format!("listing fdb of {name}"), k.list_fdb(Some(name)))
+                    .await?,
+            );
+            let addresses = addresses.into_iter().map(|a| a.addr).collect();
+            vxlan.insert(family, VxlanLink { link, addresses });
+        }
         let filter = RouteFilter {
             table: Some(twill_kernel::route::TABLE_MAIN),
             protocol: Some(ROUTE_PROTOCOL),
@@ -396,7 +401,6 @@ impl Router {
             .await?;
         Ok(Actual {
             vxlan,
-            vxlan_addresses,
             routes,
             neighbours,
             fdb,
@@ -414,33 +418,47 @@ impl Router {
         Ok(())
     }
 
-    /// Allocates this node's tunnel address through IPAM and records it,
-    /// with the device MAC, in this node's Node resource.
-    async fn ensure_tunnel(&mut self) -> Result<(), RoutingError> {
+    /// Allocates this node's tunnel address of each family in use through
+    /// IPAM and records it, with the device MAC, in this node's Node
+    /// resource.
+    async fn ensure_tunnels(&mut self) -> Result<(), RoutingError> {
+        for family in Family::ALL {
+            self.ensure_tunnel(family).await?;
+        }
+        Ok(())
+    }
+
+    async fn ensure_tunnel(&mut self, family: Family) -> Result<(), RoutingError> {
         let node = self.model.node.clone();
         let Some(mut stored) = self.my_node.clone() else {
             return Ok(());
         };
         let info = self.model.nodes.get(&node).cloned().unwrap_or_default();
-        if !self.model.vxlan_wanted() || info.ipv4.is_none() || info.vtep().is_some() {
+        if !self.model.vxlan_wanted(family)
+            || info.address(family).is_none()
+            || info.vtep(family).is_some()
+        {
             return Ok(());
         }
         let fail = |reason: String| RoutingError::Tunnel {
             node: node.clone(),
+            family,
             reason,
         };
-        let tunnel = match info.vxlan_tunnel {
+        let tunnel = match info.tunnel(family) {
             Some(tunnel) => tunnel,
             None => {
                 let pools: Vec<String> = self
                     .model
                     .pools
                     .iter()
-                    .filter(|(_, p)| p.cidr.addr().is_ipv4() && p.vxlan != VXLANMode::Never)
+                    .filter(|(_, p)| {
+                        Family::of(p.cidr.addr()) == family && p.vxlan != VXLANMode::Never
+                    })
                     .map(|(name, _)| name.clone())
                     .collect();
                 let store = Arc::clone(self.store.blocking());
-                let handle = routing::tunnel_handle(&node);
+                let handle = routing::tunnel_handle(&node, family);
                 let for_node = node.clone();
                 let allocated = tokio::task::spawn_blocking(move || {
                     let ipam = twill_ipam::Ipam::new(store);
@@ -448,19 +466,27 @@ impl Router {
                     ipam.release_handle(&handle)?;
                     let mut request = twill_ipam::AllocateRequest::ipv4(handle, for_node);
                     request.usage = IPPoolAllowedUse::Tunnel;
-                    request.ipv4_pools = pools;
+                    match family {
+                        Family::V4 => request.ipv4_pools = pools,
+                        Family::V6 => {
+                            (request.ipv4, request.ipv6) = (0, 1);
+                            request.ipv6_pools = pools;
+                        }
+                    }
                     ipam.allocate(&request)
                 })
                 .await
                 .map_err(|e| fail(e.to_string()))?
                 .map_err(|e| fail(e.to_string()))?;
                 match allocated.first().map(|a| a.ip) {
-                    Some(std::net::IpAddr::V4(ip)) => ip,
+                    Some(ip) if Family::of(ip) == family => ip,
                     other => return Err(fail(format!("ipam returned {other:?}"))),
                 }
             }
         };
-        let mac = info.vxlan_mac.unwrap_or_else(|| routing::vxlan_mac(&node));
+        let mac = info
+            .mac(family)
+            .unwrap_or_else(|| routing::vxlan_mac(&node, family));
         let spec = stored
             .value
             .as_object_mut()
@@ -470,8 +496,9 @@ impl Router {
                     .as_object_mut()
             })
             .ok_or_else(|| fail("the Node resource has no spec object".into()))?;
-        spec.insert("ipv4VXLANTunnelAddr".into(), tunnel.to_string().into());
-        spec.insert("vxlanTunnelMACAddr".into(), mac.to_string().into());
+        let (tunnel_field, mac_field) = family.node_fields();
+        spec.insert(tunnel_field.into(), tunnel.to_string().into());
+        spec.insert(mac_field.into(), mac.to_string().into());
         let written = self
             .store
             .update(
@@ -481,15 +508,10 @@ impl Router {
             )
             .await
             .map_err(|e| fail(e.to_string()))?;
-        tracing::info!(%tunnel, %mac, "vxlan tunnel address recorded in the Node");
-        self.model.nodes.insert(
-            node,
-            NodeInfo {
-                vxlan_tunnel: Some(tunnel),
-                vxlan_mac: Some(mac),
-                ..info
-            },
-        );
+        tracing::info!(?family, %tunnel, %mac, "vxlan tunnel address recorded in the Node");
+        self.model
+            .nodes
+            .insert(node, info.with_vtep(family, tunnel, mac));
         self.my_node = Some(written);
         Ok(())
     }
@@ -516,19 +538,21 @@ impl Router {
 
     async fn try_apply(&mut self) -> Result<usize, RoutingError> {
         self.detect_mtu().await?;
-        if let Err(error) = self.ensure_tunnel().await {
+        if let Err(error) = self.ensure_tunnels().await {
             // Routing to local pods and native routes do not need it.
             tracing::warn!(%error, "no vxlan tunnel address yet");
         }
         let desired = self.model.desired();
         let mut actual = self.list().await?;
         let identity = |s: &twill_kernel::VxlanSpec| (s.vni, s.port, s.local);
-        if let (Some(want), Some(known), Some(have)) =
-            (&desired.vxlan, &self.vxlan_spec, &mut actual.vxlan)
-            && identity(&want.spec) != identity(known)
-        {
-            // Plans as a foreign device of our name: deleted and recreated.
-            have.kind = Some(format!("{VXLAN_INTERFACE} with another identity"));
+        for (family, want) in &desired.vxlan {
+            if let (Some(known), Some(have)) =
+                (self.vxlan_specs.get(family), actual.vxlan.get_mut(family))
+                && identity(&want.spec) != identity(known)
+            {
+                // Plans as a foreign device of our name: deleted and recreated.
+                have.link.kind = Some(format!("{} with another identity", family.interface()));
+            }
         }
         let ripe = self.may_delete(&actual, &desired);
         let deletable =
@@ -565,7 +589,11 @@ impl Router {
                 });
             }
         }
-        self.vxlan_spec = desired.vxlan.map(|d| d.spec);
+        self.vxlan_specs = desired
+            .vxlan
+            .into_iter()
+            .map(|(family, device)| (family, device.spec))
+            .collect();
         match mtu::publish(&self.config.mtu_file, self.model.pod_mtu()) {
             Ok(true) => {
                 tracing::info!(mtu = self.model.pod_mtu(), path = %self.config.mtu_file.display(), "pod mtu published")
@@ -673,7 +701,7 @@ pub async fn run(
         known: BTreeMap::new(),
         my_node: None,
         stale_since: BTreeMap::new(),
-        vxlan_spec: None,
+        vxlan_specs: BTreeMap::new(),
         apply_at: None,
         apply_delay: timers.apply_delay,
         retry_min: timers.retry_min,
@@ -731,7 +759,7 @@ mod tests {
             known: BTreeMap::new(),
             my_node: None,
             stale_since: BTreeMap::new(),
-            vxlan_spec: None,
+            vxlan_specs: BTreeMap::new(),
             apply_at: None,
             apply_delay: Duration::from_millis(5),
             retry_min: Duration::from_millis(5),

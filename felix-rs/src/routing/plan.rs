@@ -6,8 +6,8 @@
 //!
 //! * routes with protocol [`ROUTE_PROTOCOL`] in the main table;
 //! * permanent neighbour entries on workload interfaces (`twl…`) and on
-//!   the VXLAN device;
-//! * FDB entries and addresses of the VXLAN device, and the device itself.
+//!   the VXLAN devices;
+//! * FDB entries and addresses of the VXLAN devices, and the devices.
 //!
 //! Order: device (create, MTU, MAC, up, address), FDB, neighbours, routes;
 //! then removals in reverse (routes, neighbours, FDB, device). A local
@@ -19,19 +19,25 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use twill_kernel::{
-    AddressEntry, FdbEntry, KernelOp, LinkInfo, Neighbour, Route, VXLAN_INTERFACE,
-    WORKLOAD_INTERFACE_PREFIX,
+    AddressEntry, FdbEntry, KernelOp, LinkInfo, Neighbour, Route, WORKLOAD_INTERFACE_PREFIX,
 };
 
-use super::{Desired, ROUTE_PROTOCOL};
+use super::{Desired, Family, ROUTE_PROTOCOL, VxlanDevice};
+
+/// A VXLAN device as listed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VxlanLink {
+    /// The link.
+    pub link: LinkInfo,
+    /// Its addresses.
+    pub addresses: Vec<IpNet>,
+}
 
 /// What the kernel has of the objects the routing core owns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Actual {
-    /// The VXLAN device, when it exists.
-    pub vxlan: Option<LinkInfo>,
-    /// Addresses on the VXLAN device.
-    pub vxlan_addresses: Vec<IpNet>,
+    /// The VXLAN devices that exist, by family.
+    pub vxlan: BTreeMap<Family, VxlanLink>,
     /// Routes of protocol [`ROUTE_PROTOCOL`] (other routes are ignored).
     pub routes: Vec<Route>,
     /// Permanent neighbour entries (those on foreign interfaces are ignored).
@@ -42,7 +48,11 @@ pub struct Actual {
 
 /// Whether a neighbour entry on `link` is Twill's.
 pub fn owns_neighbour_link(link: &str) -> bool {
-    link == VXLAN_INTERFACE || link.starts_with(WORKLOAD_INTERFACE_PREFIX)
+    is_vxlan_device(link) || link.starts_with(WORKLOAD_INTERFACE_PREFIX)
+}
+
+fn is_vxlan_device(link: &str) -> bool {
+    Family::ALL.iter().any(|f| f.interface() == link)
 }
 
 /// Whether `route` is a local workload route (a host prefix onto a
@@ -92,101 +102,39 @@ pub fn plan(
     let mut ops = Vec::new();
     let mut removals = Vec::new();
 
-    // The device.
-    let device_ok = match (&desired.vxlan, &actual.vxlan) {
-        (Some(want), Some(have)) if have.kind.as_deref() == Some("vxlan") => {
-            if let Some(mtu) = want.spec.mtu.filter(|m| *m != have.mtu) {
-                ops.push(KernelOp::SetLinkMtu {
-                    name: VXLAN_INTERFACE.into(),
-                    mtu,
-                });
-            }
-            if let Some(mac) = want.spec.mac.filter(|m| Some(*m) != have.mac) {
-                ops.push(KernelOp::SetLinkMac {
-                    name: VXLAN_INTERFACE.into(),
-                    mac,
-                });
-            }
-            if !have.up {
-                ops.push(KernelOp::SetLinkUp {
-                    name: VXLAN_INTERFACE.into(),
-                    up: true,
-                });
-            }
-            true
-        }
-        (Some(_), Some(_)) => {
-            // Our name on a device of another kind: replace it.
-            ops.push(KernelOp::DeleteLink {
-                name: VXLAN_INTERFACE.into(),
-            });
-            false
-        }
-        (Some(_), None) => false,
-        (None, Some(_)) => {
-            removals.push(KernelOp::DeleteLink {
-                name: VXLAN_INTERFACE.into(),
-            });
-            true
-        }
-        (None, None) => true,
-    };
-    if let Some(want) = &desired.vxlan {
-        let address = IpNet::from(IpAddr::V4(want.address));
-        let have: &[IpNet] = if device_ok {
-            &actual.vxlan_addresses
-        } else {
-            ops.push(KernelOp::CreateVxlan(want.spec.clone()));
-            ops.push(KernelOp::SetLinkUp {
-                name: VXLAN_INTERFACE.into(),
-                up: true,
-            });
-            &[]
-        };
-        // Kernel-made IPv6 link-local addresses are left alone.
-        for stale in have.iter().filter(|a| **a != address && !is_link_local(a)) {
-            ops.push(KernelOp::DeleteAddress(AddressEntry {
-                link: VXLAN_INTERFACE.into(),
-                addr: *stale,
-            }));
-        }
-        if !have.contains(&address) {
-            ops.push(KernelOp::AddAddress(AddressEntry {
-                link: VXLAN_INTERFACE.into(),
-                addr: address,
-            }));
+    // The devices; `gone` are those whose FDB and neighbour entries go
+    // (or went) with them.
+    let mut gone = BTreeSet::new();
+    for family in Family::ALL {
+        let want = desired.vxlan.get(&family);
+        let have = actual.vxlan.get(&family);
+        if !plan_device(family, want, have, &mut ops, &mut removals) {
+            gone.insert(family.interface());
         }
     }
-    let device_gone = desired.vxlan.is_none() || !device_ok;
 
     // FDB.
-    let have_fdb: BTreeSet<&FdbEntry> = if device_gone {
-        BTreeSet::new()
-    } else {
-        actual
-            .fdb
-            .iter()
-            .filter(|e| e.link == VXLAN_INTERFACE)
-            .collect()
-    };
+    let have_fdb: BTreeSet<&FdbEntry> = actual
+        .fdb
+        .iter()
+        .filter(|e| is_vxlan_device(&e.link) && !gone.contains(e.link.as_str()))
+        .collect();
     for entry in &desired.fdb {
         if !have_fdb.contains(entry) {
             ops.push(KernelOp::AddFdb(entry.clone()));
         }
     }
-    let mut fdb_removals = Vec::new();
-    if desired.vxlan.is_some() {
-        for entry in have_fdb.iter().filter(|e| !desired.fdb.contains(**e)) {
-            fdb_removals.push(KernelOp::DeleteFdb((*entry).clone()));
-        }
-    }
+    let fdb_removals: Vec<KernelOp> = have_fdb
+        .iter()
+        .filter(|e| !desired.fdb.contains(**e))
+        .map(|e| KernelOp::DeleteFdb((*e).clone()))
+        .collect();
 
     // Neighbours.
     let have_neigh: BTreeMap<(&str, IpAddr), &Neighbour> = actual
         .neighbours
         .iter()
-        .filter(|n| owns_neighbour_link(&n.link))
-        .filter(|n| !(device_gone && n.link == VXLAN_INTERFACE))
+        .filter(|n| owns_neighbour_link(&n.link) && !gone.contains(n.link.as_str()))
         .map(|n| ((n.link.as_str(), n.ip), n))
         .collect();
     for ((link, ip), want) in &desired.neighbours {
@@ -195,10 +143,7 @@ pub fn plan(
         }
     }
     for ((link, ip), have) in &have_neigh {
-        let wanted = desired.neighbours.contains_key(&((*link).to_string(), *ip));
-        // A device about to be deleted takes its entries with it.
-        let device_deleted = *link == VXLAN_INTERFACE && desired.vxlan.is_none();
-        if !wanted && !device_deleted {
+        if !desired.neighbours.contains_key(&((*link).to_string(), *ip)) {
             removals.push(KernelOp::DeleteNeighbour {
                 link: have.link.clone(),
                 ip: have.ip,
@@ -244,6 +189,84 @@ pub fn plan(
     ops.extend(removals);
     ops.extend(flows.into_iter().map(|ip| KernelOp::DeleteConntrack { ip }));
     ops
+}
+
+/// Plans one family's device: kept and corrected, created, replaced or
+/// deleted. Returns whether the listed device stays, i.e. whether its
+/// listed FDB and neighbour entries still exist after the plan.
+fn plan_device(
+    family: Family,
+    want: Option<&VxlanDevice>,
+    have: Option<&VxlanLink>,
+    ops: &mut Vec<KernelOp>,
+    removals: &mut Vec<KernelOp>,
+) -> bool {
+    let name = family.interface();
+    let kept = match (want, have) {
+        (Some(want), Some(have)) if have.link.kind.as_deref() == Some("vxlan") => {
+            if let Some(mtu) = want.spec.mtu.filter(|m| *m != have.link.mtu) {
+                ops.push(KernelOp::SetLinkMtu {
+                    name: name.into(),
+                    mtu,
+                });
+            }
+            if let Some(mac) = want.spec.mac.filter(|m| Some(*m) != have.link.mac) {
+                ops.push(KernelOp::SetLinkMac {
+                    name: name.into(),
+                    mac,
+                });
+            }
+            if !have.link.up {
+                ops.push(KernelOp::SetLinkUp {
+                    name: name.into(),
+                    up: true,
+                });
+            }
+            true
+        }
+        (Some(_), Some(_)) => {
+            // Our name on a device of another kind: replace it.
+            ops.push(KernelOp::DeleteLink { name: name.into() });
+            false
+        }
+        (None, Some(_)) => {
+            removals.push(KernelOp::DeleteLink { name: name.into() });
+            return false;
+        }
+        (_, None) => false,
+    };
+    let Some(want) = want else {
+        return kept;
+    };
+    let address = IpNet::from(want.address);
+    let listed: &[IpNet] = match have {
+        Some(have) if kept => &have.addresses,
+        _ => {
+            ops.push(KernelOp::CreateVxlan(want.spec.clone()));
+            ops.push(KernelOp::SetLinkUp {
+                name: name.into(),
+                up: true,
+            });
+            &[]
+        }
+    };
+    // Kernel-made IPv6 link-local addresses are left alone.
+    for stale in listed
+        .iter()
+        .filter(|a| **a != address && !is_link_local(a))
+    {
+        ops.push(KernelOp::DeleteAddress(AddressEntry {
+            link: name.into(),
+            addr: *stale,
+        }));
+    }
+    if !listed.contains(&address) {
+        ops.push(KernelOp::AddAddress(AddressEntry {
+            link: name.into(),
+            addr: address,
+        }));
+    }
+    kept
 }
 
 fn is_link_local(net: &IpNet) -> bool {

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use pretty_assertions::assert_eq;
 use twill_api::ippool::VXLANMode;
@@ -30,6 +31,7 @@ fn node(addr: &str, tunnel: Option<&str>, mac: Option<MacAddr>) -> NodeInfo {
         ipv4: Some(addr.parse().unwrap()),
         vxlan_tunnel: tunnel.map(|t| t.parse().unwrap()),
         vxlan_mac: mac,
+        ..NodeInfo::default()
     }
 }
 
@@ -105,7 +107,7 @@ fn local_pods_get_a_host_route_and_a_static_neighbour() {
 #[test]
 fn never_pools_have_no_device_and_no_block_routes() {
     let d = model(VXLANMode::Never).desired();
-    assert_eq!(d.vxlan, None);
+    assert!(d.vxlan.is_empty());
     assert!(d.fdb.is_empty());
     assert_eq!(d.routes.len(), 1, "only the local pod: {:?}", d.routes);
 }
@@ -113,8 +115,9 @@ fn never_pools_have_no_device_and_no_block_routes() {
 #[test]
 fn always_routes_every_remote_block_through_the_tunnel() {
     let d = model(VXLANMode::Always).desired();
-    let device = d.vxlan.as_ref().unwrap();
-    assert_eq!(device.address, Ipv4Addr::new(10, 65, 0, 1));
+    assert_eq!(d.vxlan.keys().collect::<Vec<_>>(), [&Family::V4]);
+    let device = &d.vxlan[&Family::V4];
+    assert_eq!(device.address, ip("10.65.0.1"));
     assert_eq!(device.spec.vni, DEFAULT_VXLAN_VNI);
     assert_eq!(device.spec.port, DEFAULT_VXLAN_PORT);
     assert_eq!(device.spec.local, Some(ip("198.51.100.10")));
@@ -160,7 +163,7 @@ fn cross_subnet_routes_same_subnet_natively_and_others_through_the_tunnel() {
         "c is in another subnet"
     );
     assert!(
-        d.vxlan.is_some(),
+        d.vxlan.contains_key(&Family::V4),
         "the device exists for cross-subnet peers"
     );
 }
@@ -183,7 +186,7 @@ fn incomplete_vteps_are_skipped() {
     m.nodes
         .insert("a".into(), node("198.51.100.10/24", None, None));
     let d = m.desired();
-    assert_eq!(d.vxlan, None, "no device until this node has a VTEP");
+    assert!(d.vxlan.is_empty(), "no device until this node has a VTEP");
     assert_eq!(d.routes.len(), 1, "and no tunnel routes: {:?}", d.routes);
 }
 
@@ -196,7 +199,7 @@ fn felix_configuration_overrides_vni_port_and_mtu() {
         vxlan_mtu: Some(1400),
         ..FelixConfigurationSpec::default()
     });
-    let spec = m.desired().vxlan.unwrap().spec;
+    let spec = m.desired().vxlan[&Family::V4].spec.clone();
     assert_eq!((spec.vni, spec.port, spec.mtu), (7, 8472, Some(1400)));
     assert_eq!(m.pod_mtu(), 1400);
 }
@@ -277,24 +280,38 @@ fn the_mtu_file_is_written_once_per_value() {
 
 #[test]
 fn vxlan_macs_are_stable_and_locally_administered() {
-    assert_eq!(vxlan_mac("node1"), vxlan_mac("node1"));
-    assert_ne!(vxlan_mac("node1"), vxlan_mac("node2"));
-    let first = vxlan_mac("node1").0[0];
-    assert_eq!(first & 0x03, 0x02, "unicast, locally administered");
+    let v4 = |node| vxlan_mac(node, Family::V4);
+    assert_eq!(v4("node1"), v4("node1"));
+    assert_ne!(v4("node1"), v4("node2"));
+    assert_ne!(
+        v4("node1"),
+        vxlan_mac("node1", Family::V6),
+        "one per device"
+    );
+    for family in Family::ALL {
+        let first = vxlan_mac("node1", family).0[0];
+        assert_eq!(first & 0x03, 0x02, "unicast, locally administered");
+    }
 }
 
 // ---- plan ----
 
 async fn actual(kernel: &RecordingKernel) -> Actual {
+    let mut vxlan = BTreeMap::new();
+    for family in Family::ALL {
+        if let Ok(link) = kernel.get_link(family.interface()).await {
+            let addresses = kernel
+                .list_addresses(Some(family.interface()))
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|a| a.addr)
+                .collect();
+            vxlan.insert(family, VxlanLink { link, addresses });
+        }
+    }
     Actual {
-        vxlan: kernel.get_link(VXLAN_INTERFACE).await.ok(),
-        vxlan_addresses: kernel
-            .list_addresses(Some(VXLAN_INTERFACE))
-            .await
-            .unwrap_or_default()
-            .into_iter()
-            .map(|a| a.addr)
-            .collect(),
+        vxlan,
         routes: kernel
             .list_routes(RouteFilter::protocol(ROUTE_PROTOCOL))
             .await
@@ -323,9 +340,13 @@ async fn kernel_with_pod() -> RecordingKernel {
 
 #[tokio::test]
 async fn applying_the_plan_converges_and_a_second_plan_is_empty() {
-    for mode in [VXLANMode::Always, VXLANMode::CrossSubnet, VXLANMode::Never] {
+    let models = [VXLANMode::Always, VXLANMode::CrossSubnet, VXLANMode::Never]
+        .into_iter()
+        .flat_map(|mode| [model(mode), dual_stack(mode)]);
+    for m in models {
+        let mode = m.pools["pool"].vxlan;
         let kernel = kernel_with_pod().await;
-        let desired = model(mode).desired();
+        let desired = m.desired();
         let ops = plan(&desired, &actual(&kernel).await, |_| true);
         assert!(!ops.is_empty(), "{mode:?}");
         apply(&kernel, ops).await;
@@ -491,4 +512,187 @@ async fn a_wrong_tunnel_address_is_replaced() {
             addr: net("10.99.0.1/32")
         })]
     );
+}
+
+// ---- IPv6 ----
+
+const MAC_A6: MacAddr = MacAddr([0x02, 0, 0, 0, 6, 0xa]);
+const MAC_B6: MacAddr = MacAddr([0x02, 0, 0, 0, 6, 0xb]);
+const MAC_C6: MacAddr = MacAddr([0x02, 0, 0, 0, 6, 0xc]);
+
+/// [`model`] plus IPv6: a and b on 2001:db8:1::/64, c on 2001:db8:2::/64;
+/// a pool fd00:65::/48 in `mode`, blocks fd00:65::/122 (a), fd00:65::40/122
+/// (b), fd00:65::80/122 (c); the pod has an IPv6 address too.
+fn dual_stack(mode: VXLANMode) -> RoutingModel {
+    let mut m = model(mode);
+    for (name, addr, tunnel, mac) in [
+        ("a", "2001:db8:1::a/64", "fd00:65::1", MAC_A6),
+        ("b", "2001:db8:1::b/64", "fd00:65::41", MAC_B6),
+        ("c", "2001:db8:2::c/64", "fd00:65::81", MAC_C6),
+    ] {
+        let n = m.nodes.get_mut(name).unwrap();
+        n.ipv6 = Some(addr.parse().unwrap());
+        n.vxlan_tunnel_v6 = Some(tunnel.parse().unwrap());
+        n.vxlan_mac_v6 = Some(mac);
+    }
+    for (name, owner, block) in [
+        ("a-v6", "a", "fd00:65::/122"),
+        ("b-v6", "b", "fd00:65::40/122"),
+        ("c-v6", "c", "fd00:65::80/122"),
+    ] {
+        m.affinities.insert(name.into(), (owner.into(), net(block)));
+    }
+    m.pools.insert(
+        "pool-v6".into(),
+        PoolInfo {
+            cidr: net("fd00:65::/48"),
+            vxlan: mode,
+        },
+    );
+    m.endpoints
+        .get_mut(&("ns".into(), "pod1".into()))
+        .unwrap()
+        .ips
+        .push(ip("fd00:65::5"));
+    m
+}
+
+fn vxlan6_route(block: &str, tunnel: &str) -> Route {
+    let mut route = Route::via(net(block), ip(tunnel));
+    route.next_hops = vec![
+        NextHop::via(ip(tunnel))
+            .with_dev(VXLAN_V6_INTERFACE)
+            .onlink(),
+    ];
+    route.protocol(ROUTE_PROTOCOL)
+}
+
+#[test]
+fn ipv6_pools_get_their_own_device_over_the_ipv6_underlay() {
+    let d = dual_stack(VXLANMode::Always).desired();
+    let device = &d.vxlan[&Family::V6];
+    assert_eq!(device.spec.name, VXLAN_V6_INTERFACE);
+    assert_eq!(device.address, ip("fd00:65::1"));
+    assert_eq!(device.spec.local, Some(ip("2001:db8:1::a")));
+    assert_eq!(device.spec.mac, Some(MAC_A6));
+    assert_eq!(device.spec.mtu, Some(1430), "IPv6 overhead is 70");
+    assert_eq!(
+        (device.spec.vni, device.spec.port),
+        (DEFAULT_VXLAN_VNI, DEFAULT_VXLAN_PORT),
+        "the families share VNI and port, as in Calico"
+    );
+    assert_eq!(d.vxlan[&Family::V4].spec.name, VXLAN_INTERFACE);
+    assert_eq!(
+        d.routes.get(&net("fd00:65::80/122")),
+        Some(&vxlan6_route("fd00:65::80/122", "fd00:65::81"))
+    );
+    assert_eq!(
+        d.routes.get(&net("fd00:65::5/128")),
+        Some(&local_route("fd00:65::5/128", "twl0000000001"))
+    );
+    assert!(d.fdb.contains(&FdbEntry {
+        link: VXLAN_V6_INTERFACE.into(),
+        mac: MAC_C6,
+        dst: Some(ip("2001:db8:2::c")),
+    }));
+    assert_eq!(
+        d.neighbours
+            .get(&(VXLAN_V6_INTERFACE.to_string(), ip("fd00:65::41")))
+            .map(|n| n.mac),
+        Some(MAC_B6)
+    );
+    assert_eq!(
+        dual_stack(VXLANMode::Always).pod_mtu(),
+        1430,
+        "pods get the smaller of the two device MTUs"
+    );
+}
+
+#[test]
+fn ipv6_cross_subnet_compares_ipv6_subnets() {
+    let d = dual_stack(VXLANMode::CrossSubnet).desired();
+    assert_eq!(
+        d.routes.get(&net("fd00:65::40/122")),
+        Some(&Route::via(net("fd00:65::40/122"), ip("2001:db8:1::b")).protocol(ROUTE_PROTOCOL)),
+        "b shares a's IPv6 subnet"
+    );
+    assert_eq!(
+        d.routes.get(&net("fd00:65::80/122")),
+        Some(&vxlan6_route("fd00:65::80/122", "fd00:65::81"))
+    );
+}
+
+#[test]
+fn each_family_is_decided_on_its_own() {
+    // IPv4 native, IPv6 encapsulated: only the IPv6 device.
+    let mut m = dual_stack(VXLANMode::Always);
+    m.pools.get_mut("pool").unwrap().vxlan = VXLANMode::Never;
+    assert_eq!(m.desired().vxlan.keys().collect::<Vec<_>>(), [&Family::V6]);
+    assert_eq!(m.pod_mtu(), 1430);
+    // vxlanEnabled: false turns both off.
+    m.settings.vxlan_enabled = Some(false);
+    assert!(m.desired().vxlan.is_empty());
+    // A node without an IPv6 address has no IPv6 VTEP.
+    let mut m = dual_stack(VXLANMode::Always);
+    m.nodes.get_mut("a").unwrap().ipv6 = None;
+    let d = m.desired();
+    assert_eq!(d.vxlan.keys().collect::<Vec<_>>(), [&Family::V4]);
+    assert!(!d.routes.contains_key(&net("fd00:65::80/122")));
+}
+
+#[tokio::test]
+async fn removing_the_ipv6_pool_removes_only_the_ipv6_device() {
+    let kernel = kernel_with_pod().await;
+    let mut m = dual_stack(VXLANMode::Always);
+    apply(
+        &kernel,
+        plan(&m.desired(), &actual(&kernel).await, |_| true),
+    )
+    .await;
+    assert!(kernel.get_link(VXLAN_V6_INTERFACE).await.is_ok());
+    m.pools.remove("pool-v6");
+    let ops = plan(&m.desired(), &actual(&kernel).await, |_| true);
+    assert_eq!(
+        ops.last(),
+        Some(&KernelOp::DeleteLink {
+            name: VXLAN_V6_INTERFACE.into()
+        })
+    );
+    assert!(
+        !ops.iter().any(|op| matches!(
+            op,
+            KernelOp::DeleteFdb(e) if e.link == VXLAN_INTERFACE
+        )),
+        "the IPv4 overlay is untouched: {ops:?}"
+    );
+    apply(&kernel, ops).await;
+    assert!(kernel.get_link(VXLAN_V6_INTERFACE).await.is_err());
+    assert!(kernel.get_link(VXLAN_INTERFACE).await.is_ok());
+    assert_eq!(
+        plan(&m.desired(), &actual(&kernel).await, |_| true),
+        Vec::new()
+    );
+}
+
+#[test]
+fn node_specs_yield_both_families() {
+    let spec: NodeSpec = serde_json::from_value(serde_json::json!({
+        "bgp": {"ipv4Address": "198.51.100.10/24", "ipv6Address": "2001:db8:1::a/64"},
+        "ipv4VXLANTunnelAddr": "10.65.0.1",
+        "vxlanTunnelMACAddr": "02:00:00:00:00:0a",
+        "ipv6VXLANTunnelAddr": "fd00:65::1",
+        "vxlanTunnelMACAddrV6": "02:00:00:00:06:0a",
+    }))
+    .unwrap();
+    let info = NodeInfo::from_spec(&spec);
+    assert_eq!(
+        info.vtep(Family::V6),
+        Some(Vtep {
+            node_ip: ip("2001:db8:1::a"),
+            tunnel: ip("fd00:65::1"),
+            mac: MAC_A6,
+        })
+    );
+    assert_eq!(info.vtep(Family::V4).map(|v| v.mac), Some(MAC_A));
+    assert_eq!(info.address(Family::V6), Some(net("2001:db8:1::a/64")));
 }

@@ -20,6 +20,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use twill_integration::fabric::HOST_SIDE_MAC;
 use twill_integration::{Background, Fabric, Node, Pod, TWO_SUBNETS, TestNetns};
 use twill_store::{Datastore, Key, Precondition, SqliteStore};
 
@@ -200,6 +201,17 @@ spec:
         if let Some(router) = self.fabric.router() {
             router.ip(&["route", "del", &format!("{ip}/32")]).unwrap();
         }
+        self.put_endpoint(&pod, &[format!("{ip}/32")]);
+        self.blocks.insert(
+            name.to_string(),
+            (allocated[0].block.clone(), node.to_string()),
+        );
+        self.pods.insert(name.to_string(), pod.clone());
+        pod
+    }
+
+    /// Writes `pod`'s WorkloadEndpoint with `networks`.
+    fn put_endpoint(&self, pod: &Pod, networks: &[String]) {
         let mac = pod
             .netns()
             .ip(&["-br", "link", "show", pod.link()])
@@ -217,16 +229,95 @@ spec:
   containerID: c-{name}
   interfaceName: {iface}
   mac: '{mac}'
-  ipNetworks: [{ip}/32]
+  ipNetworks: [{networks}]
 ",
-            iface = pod.host_link()
+            name = pod.name(),
+            node = pod.node(),
+            iface = pod.host_link(),
+            networks = networks.join(", "),
         ));
-        self.blocks.insert(
-            name.to_string(),
-            (allocated[0].block.clone(), node.to_string()),
-        );
-        self.pods.insert(name.to_string(), pod.clone());
-        pod
+    }
+
+    /// Gives every node an IPv6 underlay address `<prefix>::<n>/64` on its
+    /// fabric link (one L2 segment per subnet) with IPv6 forwarding on, and
+    /// records it in its Node as `bgp.ipv6Address`. Call before starting
+    /// felix-rs.
+    pub fn add_ipv6_underlay(&mut self, prefix: &str) {
+        for (i, (name, node)) in self.nodes.iter().enumerate() {
+            let addr = format!("{prefix}::{}/64", i + 1);
+            let netns = node.netns();
+            netns
+                .ip(&["-6", "addr", "add", &addr, "dev", node.link(), "nodad"])
+                .unwrap();
+            netns.sysctl("net/ipv6/conf/all/forwarding", "1").unwrap();
+            self.put(&format!(
+                "apiVersion: projectcalico.org/v3
+kind: Node
+metadata: {{name: {name}}}
+spec:
+  bgp: {{ipv4Address: {v4}/{len}, ipv6Address: '{addr}'}}
+",
+                v4 = node.ip(),
+                len = TWO_SUBNETS[node.subnet()].prefix_len(),
+            ));
+        }
+    }
+
+    /// Adds an IPv6 address from IPAM (pool `pool`) to pod `name`: on its
+    /// interface, with a default route through the host side's link-local
+    /// address, and in its WorkloadEndpoint beside the IPv4 one.
+    pub fn add_ipv6(&mut self, name: &str, pool: &str) -> IpAddr {
+        let pod = self.pods[name].clone();
+        let store: Arc<dyn Datastore> = Arc::new(SqliteStore::open(&self.db).unwrap());
+        let ipam = twill_ipam::Ipam::new(store);
+        let mut request =
+            twill_ipam::AllocateRequest::ipv4(format!("k8s-pod-network.c-{name}-v6"), pod.node());
+        (request.ipv4, request.ipv6) = (0, 1);
+        request.ipv6_pools = vec![pool.to_string()];
+        let ip = ipam.allocate(&request).unwrap()[0].ip;
+        assert!(ip.is_ipv6(), "{ip}");
+        // The host side's EUI-64 link-local address, from its fixed MAC.
+        let gateway = "fe80::ecee:eeff:feee:eeee";
+        let netns = pod.netns();
+        netns
+            .ip(&[
+                "-6",
+                "addr",
+                "add",
+                &format!("{ip}/128"),
+                "dev",
+                pod.link(),
+                "nodad",
+            ])
+            .unwrap();
+        netns
+            .ip(&[
+                "-6",
+                "neigh",
+                "replace",
+                gateway,
+                "lladdr",
+                HOST_SIDE_MAC,
+                "dev",
+                pod.link(),
+                "nud",
+                "permanent",
+            ])
+            .unwrap();
+        netns
+            .ip(&[
+                "-6",
+                "route",
+                "add",
+                "default",
+                "via",
+                gateway,
+                "dev",
+                pod.link(),
+            ])
+            .unwrap();
+        self.put_endpoint(&pod, &[format!("{}/32", pod.ip()), format!("{ip}/128")]);
+        ip
     }
 
     pub fn logs(&self) -> String {
@@ -269,10 +360,15 @@ pub struct VxlanCounter {
 
 impl VxlanCounter {
     pub fn new(fabric: &TestNetns) -> Self {
+        Self::matching(fabric, "udp dport 4789")
+    }
+
+    /// Counts the bridged packets matching the nft expression `matching`.
+    pub fn matching(fabric: &TestNetns, matching: &str) -> Self {
         let table = format!("twt{:08x}", std::process::id());
         fabric
             .nft(&format!(
-                "table bridge {table} {{\n chain count {{\n type filter hook forward priority 0 ;\n udp dport 4789 counter\n }}\n}}\n"
+                "table bridge {table} {{\n chain count {{\n type filter hook forward priority 0 ;\n {matching} counter\n }}\n}}\n"
             ))
             .unwrap();
         Self {
