@@ -923,6 +923,7 @@ pub async fn run_with_health(
             timers,
             store.clone(),
             Arc::clone(&kernel),
+            Arc::clone(&health),
         );
         watches.spawn(task.instrument(span));
     }

@@ -39,6 +39,14 @@ pub struct Health {
     pub nft_errors: Counter,
     /// [`ResyncState`] as a number.
     pub resync_state: Gauge,
+    /// Time per routing apply (list, plan, kernel operations, verify), seconds.
+    pub routing_apply_time: Histogram,
+    /// Failed routing applies (each retried with backoff).
+    pub routing_errors: Counter,
+    /// Routes the routing task owns (local pods and remote blocks).
+    pub routing_routes: Gauge,
+    /// Remote VXLAN tunnel endpoints in the FDB, both families.
+    pub vxlan_remote_vteps: Gauge,
     ready: AtomicBool,
     heartbeat: Heartbeat,
 }
@@ -59,6 +67,10 @@ impl Health {
         let active_local_selectors = Gauge::default();
         let nft_errors = Counter::default();
         let resync_state = Gauge::default();
+        let routing_apply_time = Histogram::new(exponential_buckets(0.0001, 2.0, 16));
+        let routing_errors = Counter::default();
+        let routing_routes = Gauge::default();
+        let vxlan_remote_vteps = Gauge::default();
         registry.register(
             "felix_int_dataplane_apply_time_seconds",
             "Time to render, plan, apply and verify one nft transaction",
@@ -89,6 +101,26 @@ impl Health {
             "1: waiting for the datastore, 2: resync in progress, 3: in sync",
             resync_state.clone(),
         );
+        registry.register(
+            "felix_routing_apply_time_seconds",
+            "Time to list, plan, program and verify routes, neighbours, FDB and VXLAN devices",
+            routing_apply_time.clone(),
+        );
+        registry.register(
+            "felix_routing_errors",
+            "Failed routing applies (retried with backoff)",
+            routing_errors.clone(),
+        );
+        registry.register(
+            "felix_routing_routes",
+            "Routes owned by felix-rs (local pods and remote blocks)",
+            routing_routes.clone(),
+        );
+        registry.register(
+            "felix_vxlan_remote_vteps",
+            "Remote VXLAN tunnel endpoints programmed, both families",
+            vxlan_remote_vteps.clone(),
+        );
         resync_state.set(ResyncState::WaitingForDatastore as i64);
         Self {
             registry,
@@ -98,6 +130,10 @@ impl Health {
             active_local_selectors,
             nft_errors,
             resync_state,
+            routing_apply_time,
+            routing_errors,
+            routing_routes,
+            vxlan_remote_vteps,
             ready: AtomicBool::new(false),
             heartbeat: Heartbeat::new(),
         }

@@ -2,8 +2,8 @@
 //! datastore watches, applied through the kernel crate.
 //!
 //! ```text
-//!  list-watch WorkloadEndpoint ─┐
-//!  list-watch Node ─────────────┤ RouteMsg::{Snapshot, Upserted, Deleted}
+//!  list-watch WorkloadEndpoint ─┐ (twill_daemon::forward_watch)
+//!  list-watch Node ─────────────┤ RouteMsg::{Snapshot, Upserted, Deleted, WatchError}
 //!  list-watch IPPool ───────────┤
 //!  list-watch BlockAffinity ────┤
 //!  list-watch FelixConfiguration┘
@@ -11,6 +11,7 @@
 //!            ┌──── routing task (run) ─────┐
 //!            │ RoutingModel, stale-route   │──► IPAM (tunnel address) + Node write
 //!            │ clock; timers: apply, drift │──► <mtu file> for twill-cni
+//!            │                             │──► felix_routing_* metrics
 //!            └──────────────┬──────────────┘
 //!                           │ list → plan → ops one by one → list → verify
 //!                           ▼
@@ -30,7 +31,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -42,8 +42,9 @@ use twill_api::ipam::BlockAffinitySpec;
 use twill_api::ippool::{IPPoolAllowedUse, IPPoolSpec, VXLANMode};
 use twill_api::node::NodeSpec;
 use twill_kernel::{Kernel, KernelError, KernelExt, KernelOp, Route, RouteFilter};
-use twill_store::{AsyncDatastore, Key, ListWatchEvent, Object, Precondition, WatchEvent};
+use twill_store::{AsyncDatastore, Key, Object, Precondition};
 
+use super::health::Health;
 use crate::routing::{
     self, Actual, Family, LocalEndpoint, NodeInfo, PoolInfo, ROUTE_PROTOCOL, RoutingModel,
     RoutingSettings, VxlanLink, mtu, plan,
@@ -123,6 +124,37 @@ pub enum RouteMsg {
         /// Its key.
         key: Key,
     },
+    /// A list-watch failed (it retries on its own).
+    WatchError {
+        /// The kind.
+        kind: &'static str,
+        /// Why.
+        error: String,
+    },
+}
+
+impl twill_daemon::WatchMsg for RouteMsg {
+    fn snapshot(kind: &'static str, items: Vec<Object>) -> Self {
+        Self::Snapshot { kind, items }
+    }
+
+    fn upserted(kind: &'static str, item: Object) -> Self {
+        Self::Upserted { kind, item }
+    }
+
+    fn deleted(kind: &'static str, object: Object) -> Self {
+        Self::Deleted {
+            kind,
+            key: object.key,
+        }
+    }
+
+    fn watch_error(kind: &'static str, error: twill_store::Error) -> Self {
+        Self::WatchError {
+            kind,
+            error: error.to_string(),
+        }
+    }
 }
 
 /// Errors of one routing apply (all retried).
@@ -172,6 +204,7 @@ struct Router {
     config: RoutingConfig,
     kernel: Arc<dyn Kernel>,
     store: AsyncDatastore,
+    health: Arc<Health>,
     model: RoutingModel,
     felix_configs: BTreeMap<String, FelixConfigurationSpec>,
     known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
@@ -241,6 +274,10 @@ impl Router {
                     known.remove(&(key.namespace.clone(), key.name.clone()));
                 }
                 self.on_deleted(kind, &key);
+            }
+            RouteMsg::WatchError { kind, error } => {
+                tracing::warn!(kind, %error, "watch failed; it retries");
+                return;
             }
         }
         self.schedule(self.apply_delay);
@@ -558,6 +595,8 @@ impl Router {
         let deletable =
             |r: &Route| !routing::plan::is_workload_route(r) || ripe.contains(&r.destination);
         let ops = plan(&desired, &actual, deletable);
+        self.health.routing_routes.set(gauge(desired.routes.len()));
+        self.health.vxlan_remote_vteps.set(gauge(desired.fdb.len()));
         for op in &ops {
             let result = self.kernel.submit(op.clone()).await;
             match (result, op) {
@@ -611,7 +650,11 @@ impl Router {
     async fn apply(&mut self) {
         self.apply_at = None;
         let started = Instant::now();
-        match self.try_apply().await {
+        let result = self.try_apply().await;
+        self.health
+            .routing_apply_time
+            .observe(started.elapsed().as_secs_f64());
+        match result {
             Ok(ops) => {
                 self.failures = 0;
                 if ops > 0 {
@@ -620,6 +663,7 @@ impl Router {
                 }
             }
             Err(error) => {
+                self.health.routing_errors.inc();
                 self.failures = self.failures.saturating_add(1);
                 let backoff = self
                     .retry_min
@@ -632,36 +676,8 @@ impl Router {
     }
 }
 
-async fn watch_task(kind: &'static str, store: AsyncDatastore, tx: mpsc::Sender<RouteMsg>) {
-    let mut stream = match store.list_watch(kind.to_string(), None) {
-        Ok(stream) => stream,
-        Err(error) => {
-            tracing::error!(kind, %error, "cannot watch; routing stays unsynced");
-            return;
-        }
-    };
-    while let Some(event) = stream.next().await {
-        let msg = match event {
-            Ok(ListWatchEvent::Snapshot(list)) => RouteMsg::Snapshot {
-                kind,
-                items: list.items,
-            },
-            Ok(ListWatchEvent::Change(WatchEvent::Added(o) | WatchEvent::Modified(o))) => {
-                RouteMsg::Upserted { kind, item: o }
-            }
-            Ok(ListWatchEvent::Change(WatchEvent::Deleted(o))) => {
-                RouteMsg::Deleted { kind, key: o.key }
-            }
-            Ok(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => continue,
-            Err(error) => {
-                tracing::warn!(kind, %error, "watch failed; it retries");
-                continue;
-            }
-        };
-        if tx.send(msg).await.is_err() {
-            return;
-        }
-    }
+fn gauge(count: usize) -> i64 {
+    i64::try_from(count).unwrap_or(i64::MAX)
 }
 
 /// Timers shared with the policy owner task.
@@ -677,25 +693,34 @@ pub struct Timers {
     pub retry_max: Duration,
 }
 
-/// Runs the routing task for `node` until every watch ends.
+/// Runs the routing task for `node` until every watch ends, reporting into
+/// `health`'s routing metrics.
 pub async fn run(
     node: String,
     config: RoutingConfig,
     timers: Timers,
     store: AsyncDatastore,
     kernel: Arc<dyn Kernel>,
+    health: Arc<Health>,
 ) {
     let (tx, mut rx) = mpsc::channel(1024);
     let mut watches = tokio::task::JoinSet::new();
     for kind in ROUTING_KINDS {
-        let span = tracing::info_span!("watch", kind);
-        watches.spawn(watch_task(kind, store.clone(), tx.clone()).instrument(span));
+        match store.list_watch((*kind).to_string(), None) {
+            Ok(stream) => {
+                let span = tracing::info_span!("watch", kind);
+                watches
+                    .spawn(twill_daemon::forward_watch(kind, stream, tx.clone()).instrument(span));
+            }
+            Err(error) => tracing::error!(kind, %error, "cannot watch; routing stays unsynced"),
+        }
     }
     drop(tx);
     let mut router = Router {
         config,
         kernel,
         store,
+        health,
         model: RoutingModel::new(node),
         felix_configs: BTreeMap::new(),
         known: BTreeMap::new(),
@@ -754,6 +779,7 @@ mod tests {
             },
             kernel: Arc::new(kernel.clone()),
             store: AsyncDatastore::new(Arc::new(MemoryStore::default())),
+            health: Arc::new(Health::new()),
             model: RoutingModel::new("n1"),
             felix_configs: BTreeMap::new(),
             known: BTreeMap::new(),
@@ -862,5 +888,47 @@ mod tests {
         let gone = Actual::default();
         patient.may_delete(&gone, &nothing);
         assert!(patient.stale_since.is_empty(), "forgotten once gone");
+    }
+
+    #[tokio::test]
+    async fn applies_report_their_time_routes_and_failures() {
+        let kernel = RecordingKernel::new();
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = router(&kernel, Duration::ZERO);
+        r.config.mtu_file = dir.path().join("mtu");
+        for kind in ROUTING_KINDS {
+            r.on_msg(RouteMsg::Snapshot {
+                kind,
+                items: Vec::new(),
+            });
+        }
+        let mut item = object(
+            WorkloadEndpointSpec::STORE_KIND,
+            "w",
+            serde_json::json!({"metadata": {"name": "w", "namespace": "ns"}, "spec": {
+                "node": "n1", "orchestrator": "k8s", "pod": "p", "endpoint": "eth0",
+                "interfaceName": "twl0000000001", "ipNetworks": ["10.65.0.5/32"]}}),
+        );
+        item.key.namespace = Some("ns".into());
+        r.on_msg(RouteMsg::Upserted {
+            kind: WorkloadEndpointSpec::STORE_KIND,
+            item,
+        });
+        // The pod's interface does not exist yet: its route cannot be written.
+        r.apply().await;
+        assert_eq!(r.health.routing_errors.get(), 1);
+        kernel
+            .create_veth(twill_kernel::VethSpec::new("twl0000000001", "twt-peer1"))
+            .await
+            .unwrap();
+        r.apply().await;
+        assert_eq!(r.health.routing_errors.get(), 1, "the retry succeeded");
+        assert_eq!(r.health.routing_routes.get(), 1);
+        assert_eq!(r.health.vxlan_remote_vteps.get(), 0);
+        let text = r.health.encode();
+        assert!(
+            text.contains("felix_routing_apply_time_seconds_count 2"),
+            "{text}"
+        );
     }
 }
