@@ -1,15 +1,25 @@
-//! Packet-path cost of a 10,000-policy ruleset (root): new TCP connections
-//! per second and bulk TCP throughput between two pods on one node, with
-//! the ruleset installed and with no ruleset, in the same run.
+//! Packet-path cost of a 10,000-policy ruleset (root): the time of a new
+//! TCP connection and bulk TCP throughput between two pods on one node,
+//! with the ruleset installed, with a conntrack-only table, and with no
+//! ruleset, in the same run.
 //!
-//! The node carries the scale workload (250 local and 10,000 remote
-//! endpoints, N policies; first argument, default 10,000) plus the two real
-//! pods: the server is labelled `app1` (five policies, fifteen rules apply
-//! to its ingress), the client `app2`, a peer those rules allow on port 80.
-//! Every new connection is evaluated through the server's chain and the
-//! client's; established packets are accepted by the first conntrack rule.
+//! Each of the three is its own node on one fabric, with its own server
+//! and client pod, so that all three exist at once and are measured
+//! interleaved: connections are timed one by one in batches of 20,
+//! rotating between the nodes batch by batch (3,000 per node), and bulk
+//! streams rotate the same way; medians are reported. Load from other
+//! work on the machine then falls on all three alike.
 //!
-//! Run: `cargo run --release -p felix-rs --example packet_path [-- POLICIES SECONDS]`.
+//! The policed node carries the scale workload (250 local and 10,000
+//! remote endpoints, N policies; first argument, default 10,000) plus the
+//! two real pods: the server is labelled `app1` (five policies, fifteen
+//! rules apply to its ingress), the client `app2`, a peer those rules allow
+//! on port 80. Every new connection is evaluated through the server's chain
+//! and the client's; established packets are accepted by the first
+//! conntrack rule.
+//!
+//! Run: `cargo run --release -p felix-rs --example packet_path [-- POLICIES SECONDS]`
+//! (SECONDS: each bulk stream, default 1; five per node).
 
 mod common;
 
@@ -24,12 +34,13 @@ use felix_rs::{CalcGraph, RenderConfig, Ruleset, Update, plan, render, script};
 use twill_api::endpoint::WorkloadEndpoint;
 use twill_integration::{Fabric, Pod};
 
-const SERVER_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 1);
-const CLIENT_IP: Ipv4Addr = Ipv4Addr::new(10, 200, 0, 2);
 const PORT: u16 = 80;
-
-/// (connections/s, Gbit/s) without and with the ruleset.
-type Row = ((f64, f64), (f64, f64));
+/// Connections per batch.
+const BATCH: usize = 20;
+/// Connection batches per node.
+const BATCHES: usize = 150;
+/// Bulk streams per node.
+const STREAMS: usize = 5;
 
 /// Conntrack and nothing else: what any stateful ruleset costs, to tell
 /// conntrack's share from the policies'.
@@ -47,29 +58,28 @@ fn pod_endpoint(pod: &Pod, name: &str, ip: Ipv4Addr, app: usize) -> Update {
     Update::WorkloadEndpointUpserted(Box::new(wep))
 }
 
-/// Connect-and-close loop for `seconds`: connections per second.
-fn connection_rate(client: &Pod, seconds: f64) -> f64 {
-    let target = SocketAddr::from((SERVER_IP, PORT));
+/// The time of each of [`BATCH`] sequential connections to `server` (the
+/// server closes first, keeping TIME_WAIT on its side), in microseconds.
+fn connect_times(client: &Pod, server: Ipv4Addr) -> Vec<f64> {
+    let target = SocketAddr::from((server, PORT));
     client
         .run(move || {
-            let start = Instant::now();
-            let mut done = 0u64;
-            while start.elapsed().as_secs_f64() < seconds {
-                let mut stream =
-                    TcpStream::connect_timeout(&target, Duration::from_secs(2)).expect("connect");
-                // The server closes first (its side keeps TIME_WAIT): read EOF.
-                let mut buf = [0u8; 1];
-                let _ = stream.read(&mut buf);
-                done += 1;
-            }
-            done as f64 / start.elapsed().as_secs_f64()
+            (0..BATCH)
+                .map(|_| {
+                    let start = Instant::now();
+                    let mut stream = TcpStream::connect_timeout(&target, Duration::from_secs(2))
+                        .expect("connect");
+                    let _ = stream.read(&mut [0u8; 1]);
+                    start.elapsed().as_secs_f64() * 1e6
+                })
+                .collect()
         })
         .expect("client namespace")
 }
 
 /// One connection writing for `seconds`: Gbit/s.
-fn throughput(client: &Pod, seconds: f64) -> f64 {
-    let target = SocketAddr::from((SERVER_IP, PORT + 1));
+fn throughput(client: &Pod, server: Ipv4Addr, seconds: f64) -> f64 {
+    let target = SocketAddr::from((server, PORT + 1));
     client
         .run(move || {
             let mut stream = TcpStream::connect(target).expect("connect");
@@ -93,13 +103,13 @@ fn throughput(client: &Pod, seconds: f64) -> f64 {
 
 /// Servers in the server pod: PORT closes each connection at once; PORT+1
 /// counts bytes to EOF and answers with the count.
-fn serve(server: &Pod, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
+fn serve(server: &Pod, ip: Ipv4Addr, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     let server = server.clone();
     std::thread::spawn(move || {
         server
             .run(move || {
-                let accept = TcpListener::bind((SERVER_IP, PORT)).expect("bind");
-                let bulk = TcpListener::bind((SERVER_IP, PORT + 1)).expect("bind");
+                let accept = TcpListener::bind((ip, PORT)).expect("bind");
+                let bulk = TcpListener::bind((ip, PORT + 1)).expect("bind");
                 std::thread::scope(|scope| {
                     let stop_accept = Arc::clone(&stop);
                     scope.spawn(move || {
@@ -131,24 +141,45 @@ fn serve(server: &Pod, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<()> {
     })
 }
 
-fn main() {
-    let mut args = std::env::args().skip(1);
-    let policies: usize = args.next().map_or(10_000, |a| a.parse().expect("a number"));
-    let seconds: f64 = args.next().map_or(3.0, |a| a.parse().expect("seconds"));
-    if !twill_integration::require_root() {
-        return;
-    }
-    let fabric = Fabric::new().expect("fabric");
-    let node = fabric.add_node("pp").expect("node");
-    let server = node.add_pod("srv", SERVER_IP).expect("server pod");
-    let client = node.add_pod("cli", CLIENT_IP).expect("client pod");
-    client
-        .sysctl("net/ipv4/ip_local_port_range", "1024 65000")
-        .expect("port range");
-    client
-        .sysctl("net/ipv4/tcp_tw_reuse", "1")
-        .expect("tw reuse");
+/// One node with a server and a client pod, under one kind of ruleset.
+struct Bed {
+    what: String,
+    node: twill_integration::Node,
+    server: Pod,
+    client: Pod,
+    server_ip: Ipv4Addr,
+    client_ip: Ipv4Addr,
+}
 
+impl Bed {
+    fn new(fabric: &Fabric, index: u8, what: String) -> Self {
+        let node = fabric.add_node(&format!("pp{index}")).expect("node");
+        let (server_ip, client_ip) = (
+            Ipv4Addr::new(10, 200, index, 1),
+            Ipv4Addr::new(10, 200, index, 2),
+        );
+        let server = node
+            .add_pod(&format!("srv{index}"), server_ip)
+            .expect("server pod");
+        let client = node
+            .add_pod(&format!("cli{index}"), client_ip)
+            .expect("client pod");
+        client
+            .sysctl("net/ipv4/ip_local_port_range", "1024 65000")
+            .expect("port range");
+        Self {
+            what,
+            node,
+            server,
+            client,
+            server_ip,
+            client_ip,
+        }
+    }
+}
+
+/// The scale ruleset with `bed`'s two pods in it, as nft text.
+fn policed_ruleset(bed: &Bed, policies: usize) -> String {
     let mut graph = CalcGraph::new("node1");
     for i in 0..LOCAL {
         graph
@@ -170,14 +201,13 @@ fn main() {
             .expect("valid");
     }
     graph
-        .on_update(pod_endpoint(&server, "srv", SERVER_IP, 1))
+        .on_update(pod_endpoint(&bed.server, "srv", bed.server_ip, 1))
         .expect("valid");
     graph
-        .on_update(pod_endpoint(&client, "cli", CLIENT_IP, 2))
+        .on_update(pod_endpoint(&bed.client, "cli", bed.client_ip, 2))
         .expect("valid");
     let ruleset = render(&graph, &RenderConfig::default());
-    let text = script(&plan(&ruleset, &Ruleset::default()));
-    let server_chain = format!("to-{}", server.host_link());
+    let server_chain = format!("to-{}", bed.server.host_link());
     println!(
         "{policies} policies: {} chains, {} rules, {} sets; server ingress chain {} rules",
         ruleset.chains.len(),
@@ -185,65 +215,95 @@ fn main() {
         ruleset.sets.len(),
         ruleset.chains[&server_chain].rules.len()
     );
+    script(&plan(&ruleset, &Ruleset::default()))
+}
+
+/// The `q` quantile of sorted `values`.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    values[((values.len() - 1) as f64 * q).round() as usize]
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let policies: usize = args.next().map_or(10_000, |a| a.parse().expect("a number"));
+    let seconds: f64 = args.next().map_or(1.0, |a| a.parse().expect("seconds"));
+    if !twill_integration::require_root() {
+        return;
+    }
+    let fabric = Fabric::new().expect("fabric");
+    let beds = [
+        Bed::new(&fabric, 1, "no ruleset".into()),
+        Bed::new(&fabric, 2, "conntrack-only table".into()),
+        Bed::new(&fabric, 3, format!("{policies} policies")),
+    ];
+    beds[1]
+        .node
+        .nft(CONNTRACK_ONLY)
+        .expect("conntrack-only table loads");
+    beds[2]
+        .node
+        .nft(&policed_ruleset(&beds[2], policies))
+        .expect("ruleset loads");
 
     let stop = Arc::new(AtomicBool::new(false));
-    let servers = serve(&server, Arc::clone(&stop));
+    let servers: Vec<_> = beds
+        .iter()
+        .map(|b| serve(&b.server, b.server_ip, Arc::clone(&stop)))
+        .collect();
     std::thread::sleep(Duration::from_millis(200));
-    connection_rate(&client, 0.5); // warm-up
-
-    let mut rows = Vec::new();
-    let mut tracked_rows: Vec<(f64, f64)> = Vec::new();
-    for round in 0..2 {
-        let _ = node.exec("nft", &["delete", "table", "inet", "twill"]);
-        let bare = (
-            connection_rate(&client, seconds),
-            throughput(&client, seconds),
-        );
-        node.nft(CONNTRACK_ONLY)
-            .expect("conntrack-only table loads");
-        let tracked = (
-            connection_rate(&client, seconds),
-            throughput(&client, seconds),
-        );
-        let _ = node.exec("nft", &["delete", "table", "inet", "twill"]);
-        node.nft(&text).expect("ruleset loads");
-        let policed = (
-            connection_rate(&client, seconds),
-            throughput(&client, seconds),
-        );
-        println!(
-            "round {round}: no ruleset {:>7.0} conn/s {:>6.2} Gbit/s | conntrack only {:>7.0} conn/s {:>6.2} Gbit/s | {policies} policies {:>7.0} conn/s {:>6.2} Gbit/s",
-            bare.0, bare.1, tracked.0, tracked.1, policed.0, policed.1
-        );
-        rows.push((bare, policed));
-        tracked_rows.push(tracked);
+    for bed in &beds {
+        connect_times(&bed.client, bed.server_ip); // warm-up
     }
-    let tracked_conn = tracked_rows.iter().map(|r| r.0).sum::<f64>() / tracked_rows.len() as f64;
-    let tracked_bulk = tracked_rows.iter().map(|r| r.1).sum::<f64>() / tracked_rows.len() as f64;
-    let mean = |f: fn(&Row) -> f64| rows.iter().map(f).sum::<f64>() / rows.len() as f64;
-    let (bare_conn, bare_bulk) = (mean(|r| r.0.0), mean(|r| r.0.1));
-    let (pol_conn, pol_bulk) = (mean(|r| r.1.0), mean(|r| r.1.1));
+
+    let mut times = vec![Vec::new(); beds.len()];
+    for round in 0..BATCHES {
+        for i in 0..beds.len() {
+            let i = (i + round) % beds.len();
+            times[i].extend(connect_times(&beds[i].client, beds[i].server_ip));
+        }
+    }
+    let mut bulk = vec![Vec::new(); beds.len()];
+    for round in 0..STREAMS {
+        for i in 0..beds.len() {
+            let i = (i + round) % beds.len();
+            bulk[i].push(throughput(&beds[i].client, beds[i].server_ip, seconds));
+        }
+    }
+    for values in times.iter_mut().chain(bulk.iter_mut()) {
+        values.sort_by(f64::total_cmp);
+    }
+    let rate = |i: usize| 1e6 / quantile(&times[i], 0.5);
+    let gbits = |i: usize| quantile(&bulk[i], 0.5);
     println!(
-        "mean: new connections {pol_conn:.0}/s vs {bare_conn:.0}/s ({:.1} %), bulk {pol_bulk:.2} vs {bare_bulk:.2} Gbit/s ({:.1} %)",
-        100.0 * pol_conn / bare_conn,
-        100.0 * pol_bulk / bare_bulk
+        "ruleset              | connect µs p50 / p90 | conn/s at p50 | vs none | bulk Gbit/s (median of {STREAMS}) | vs none"
     );
-    println!(
-        "against conntrack only: new connections {:.1} %, bulk {:.1} %",
-        100.0 * pol_conn / tracked_conn,
-        100.0 * pol_bulk / tracked_bulk
-    );
+    for (i, bed) in beds.iter().enumerate() {
+        println!(
+            "{:20} | {:8.1} / {:8.1} | {:13.0} | {:5.1} % | {:10.2} | {:5.1} %",
+            bed.what,
+            quantile(&times[i], 0.5),
+            quantile(&times[i], 0.9),
+            rate(i),
+            100.0 * rate(i) / rate(0),
+            gbits(i),
+            100.0 * gbits(i) / gbits(0),
+        );
+    }
 
     // Stop the servers: flag, then one connection to each to wake accept.
     stop.store(true, Ordering::Relaxed);
-    let _ = client.run(|| {
-        for port in [PORT, PORT + 1] {
-            let _ = TcpStream::connect_timeout(
-                &SocketAddr::from((SERVER_IP, port)),
-                Duration::from_secs(1),
-            );
-        }
-    });
-    servers.join().expect("servers stop");
-    let _ = node.exec("nft", &["delete", "table", "inet", "twill"]);
+    for bed in &beds {
+        let server_ip = bed.server_ip;
+        let _ = bed.client.run(move || {
+            for port in [PORT, PORT + 1] {
+                let _ = TcpStream::connect_timeout(
+                    &SocketAddr::from((server_ip, port)),
+                    Duration::from_secs(1),
+                );
+            }
+        });
+    }
+    for server in servers {
+        server.join().expect("servers stop");
+    }
 }
