@@ -810,8 +810,15 @@ impl Renderer<'_> {
         let mut out = Vec::new();
         for family in families {
             let mut fixed: Vec<String> = Vec::new();
-            if let (Some(_), Some(f)) = (rule.ip_version, family) {
-                fixed.push(format!("meta nfproto {}", f.nfproto()));
+            if let Some(f) = family {
+                // A copy whose other-family notNets were left out would
+                // otherwise match the other family's packets unconstrained.
+                let dropped = sides
+                    .iter()
+                    .any(|s| s.not_nets.iter().any(|n| !f.holds(n)));
+                if rule.ip_version.is_some() || dropped {
+                    fixed.push(format!("meta nfproto {}", f.nfproto()));
+                }
             }
             if let Some(p) = rule.protocol {
                 fixed.push(format!("meta l4proto {}", protocol_text(p.number())));

@@ -81,10 +81,23 @@ spec:
 
 #[test]
 fn rules_render_per_family_only_where_they_can_match() {
-    let cases: [(&str, &[&str]); 6] = [
+    let cases: [(&str, &[&str]); 8] = [
         (
             "  - {action: Allow}",
             &["meta mark set meta mark | 0x10000 return"],
+        ),
+        // notNets of one family: the other family's copy is pinned to its
+        // family, or it would match everything (failing open).
+        (
+            "  - {action: Allow, source: {notNets: [10.9.0.0/16]}}",
+            &[
+                "ip saddr != 10.9.0.0/16 meta mark set meta mark | 0x10000 return",
+                "meta nfproto ipv6 meta mark set meta mark | 0x10000 return",
+            ],
+        ),
+        (
+            "  - {action: Deny, destination: {notNets: [fd00::/8]}}",
+            &["meta nfproto ipv4 drop", "ip6 daddr != fd00::/8 drop"],
         ),
         (
             "  - {action: Deny, ipVersion: 6}",
