@@ -4,7 +4,12 @@
 //! datastore; the clock runs from the daemon's start until every local
 //! endpoint's status file is written (sync, render, plan, one transaction,
 //! read-back verification).
-//! Run: `cargo run --release -p felix-rs --example daemon_scale [-- POLICIES]`.
+//! Runs on the allocator the `felix-rs` binary uses, with the same
+//! settings, so its RSS is the daemon's (plus the in-memory store,
+//! measured before the start).
+//! RSS is read `SETTLE` seconds after programming (default 5; second
+//! argument), once the first whole-table comparison has run.
+//! Run: `cargo run --release -p felix-rs --example daemon_scale [-- POLICIES [SETTLE]]`.
 
 mod common;
 
@@ -16,6 +21,9 @@ use felix_rs::daemon::{self, DaemonConfig, health::Health};
 use twill_api::Resource;
 use twill_kernel::{NetlinkKernel, NetnsPath, NftConfig};
 use twill_store::{AsyncDatastore, Datastore, Key, MemoryStore};
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn endpoint(i: usize, node: &str) -> Resource {
     common::endpoint(i, node, i % APPS).into()
@@ -47,9 +55,13 @@ fn store(resource: &Resource, store: &MemoryStore) {
 }
 
 fn main() {
+    felix_rs::allocator::reexec_with_settings().expect("re-executed with the allocator settings");
     let policies: usize = std::env::args()
         .nth(1)
         .map_or(10_000, |a| a.parse().expect("a number"));
+    let settle: u64 = std::env::args()
+        .nth(2)
+        .map_or(5, |a| a.parse().expect("a number of seconds"));
     if !twill_integration::require_root() {
         return;
     }
@@ -98,8 +110,9 @@ fn main() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let programmed = start.elapsed();
-    // Let the first full comparison with the kernel run too.
-    std::thread::sleep(Duration::from_secs(3));
+    // Let the first full comparison with the kernel (2 s after the first
+    // apply) run too.
+    std::thread::sleep(Duration::from_secs(settle));
     let (rss_after, peak) = (process_memory_mb("VmRSS:"), process_memory_mb("VmHWM:"));
     let metrics = health.encode();
     let apply_sum = metrics

@@ -71,6 +71,7 @@ use twill_api::{Resource, Spec};
 use twill_kernel::{Kernel, KernelError, KernelExt};
 use twill_store::{AsyncDatastore, Key, Object};
 
+use crate::graph::Prepared;
 use crate::model::Update;
 use crate::plan::plan_touched;
 use crate::render::{IncrementalRender, RenderConfig, from_endpoint_chain};
@@ -257,23 +258,83 @@ pub struct Item {
     pub key: Key,
     /// Its revision.
     pub revision: u64,
-    /// The decoded resource, or why it does not decode.
-    pub resource: Result<Resource, String>,
+    /// What the owner task needs of the decoded resource, or why it does
+    /// not decode.
+    pub resource: Result<Decoded, String>,
 }
 
 impl Item {
     fn decode(object: Object) -> Self {
-        let resource = Resource::from_json(object.value).map_err(|violations| {
-            violations
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("; ")
-        });
+        let resource = Resource::from_json(object.value)
+            .map(Decoded::from_resource)
+            .map_err(|violations| {
+                violations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            });
         Self {
             key: object.key,
             revision: object.revision.0,
             resource,
+        }
+    }
+}
+
+/// What the owner task keeps of a decoded resource: for the graph, the
+/// update already converted (on the watch task, in parallel with the
+/// owner); for configuration, the spec. The resource itself is dropped
+/// where it was decoded.
+#[derive(Debug)]
+pub enum Decoded {
+    /// A resource the calculation graph takes.
+    Graph {
+        /// The update, converted.
+        update: Prepared,
+        /// For a WorkloadEndpoint, what its status file needs.
+        endpoint: Option<EndpointFields>,
+    },
+    /// A FelixConfiguration.
+    FelixConfiguration(Box<FelixConfigurationSpec>),
+    /// An IP pool.
+    IpPool(Box<twill_api::ippool::IPPoolSpec>),
+    /// A kind felix-rs does not use.
+    Ignored,
+}
+
+/// The fields of a WorkloadEndpoint the daemon itself reads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointFields {
+    /// `spec.node`.
+    pub node: String,
+    /// `spec.containerID`.
+    pub container_id: String,
+    /// `spec.interfaceName`.
+    pub interface: String,
+}
+
+impl Decoded {
+    /// Converts a decoded resource.
+    pub fn from_resource(resource: Resource) -> Self {
+        let endpoint = match &resource {
+            Resource::WorkloadEndpoint(wep) => Some(EndpointFields {
+                node: wep.spec.node.clone(),
+                container_id: wep.spec.container_id.clone(),
+                interface: wep.spec.interface_name.clone(),
+            }),
+            Resource::FelixConfiguration(fc) => {
+                return Decoded::FelixConfiguration(Box::new(fc.spec.clone()));
+            }
+            Resource::IPPool(pool) => return Decoded::IpPool(Box::new(pool.spec.clone())),
+            _ => None,
+        };
+        match Update::from_resource(resource) {
+            Some(update) => Decoded::Graph {
+                update: Prepared::from(update),
+                endpoint,
+            },
+            None => Decoded::Ignored,
         }
     }
 }
@@ -417,6 +478,12 @@ struct Applied {
     ops: usize,
     /// How the result was verified.
     verification: Verification,
+    /// Where the time went: rendering; planning and writing the script
+    /// (with the read-back planned against, if any); the transaction
+    /// with its verification.
+    render: Duration,
+    plan: Duration,
+    kernel: Duration,
 }
 
 /// How long after the first apply the whole table is read back and
@@ -553,8 +620,8 @@ impl Felix {
         self.schedule(self.config.apply_delay);
     }
 
-    fn update(&mut self, update: Update) {
-        match self.graph.on_update(update) {
+    fn update(&mut self, update: impl Into<Prepared>) {
+        match self.graph.on_prepared(update.into()) {
             Ok(()) => {}
             Err(error @ crate::Error::Unsupported { .. }) => {
                 tracing::warn!(%error, "policy enforced fail closed where unsupported");
@@ -564,8 +631,8 @@ impl Felix {
     }
 
     fn on_upserted(&mut self, kind: &'static str, item: Item) {
-        let resource = match item.resource {
-            Ok(resource) => resource,
+        let decoded = match item.resource {
+            Ok(decoded) => decoded,
             Err(error) => {
                 // As the graph does with a resource it cannot convert: it
                 // stops existing until it is fixed.
@@ -574,42 +641,38 @@ impl Felix {
                 return;
             }
         };
-        match &resource {
-            Resource::WorkloadEndpoint(wep) => {
-                let id = (
-                    item.key.namespace.clone().unwrap_or_default(),
-                    item.key.name.clone(),
-                );
-                if wep.spec.node == self.config.node {
-                    let container_id =
-                        Some(wep.spec.container_id.clone()).filter(|c| !c.is_empty());
-                    self.local_weps.insert(
-                        id,
-                        LocalWep {
-                            revision: item.revision,
-                            container_id,
-                            interface: wep.spec.interface_name.clone(),
-                        },
+        match decoded {
+            Decoded::Graph { update, endpoint } => {
+                if let Some(wep) = endpoint {
+                    let id = (
+                        item.key.namespace.clone().unwrap_or_default(),
+                        item.key.name.clone(),
                     );
-                } else {
-                    self.local_weps.remove(&id);
+                    if wep.node == self.config.node {
+                        let container_id = Some(wep.container_id).filter(|c| !c.is_empty());
+                        self.local_weps.insert(
+                            id,
+                            LocalWep {
+                                revision: item.revision,
+                                container_id,
+                                interface: wep.interface,
+                            },
+                        );
+                    } else {
+                        self.local_weps.remove(&id);
+                    }
                 }
+                self.update(update);
             }
-            Resource::FelixConfiguration(fc) => {
-                self.felix_configs
-                    .insert(item.key.name.clone(), fc.spec.clone());
+            Decoded::FelixConfiguration(spec) => {
+                self.felix_configs.insert(item.key.name, *spec);
                 self.refresh_render_config();
-                return;
             }
-            Resource::IPPool(pool) => {
-                self.pools.insert(item.key.name.clone(), pool.spec.clone());
+            Decoded::IpPool(spec) => {
+                self.pools.insert(item.key.name, *spec);
                 self.refresh_render_config();
-                return;
             }
-            _ => {}
-        }
-        if let Some(update) = Update::from_resource(resource) {
-            self.update(update);
+            Decoded::Ignored => {}
         }
     }
 
@@ -673,9 +736,11 @@ impl Felix {
 
     /// Render what changed, plan, one transaction, verify.
     async fn try_apply(&mut self) -> Result<Applied, DaemonError> {
+        let started = std::time::Instant::now();
         self.renderer.set_config(self.render_config.clone());
         self.renderer.sync(&mut self.graph);
         self.touched.merge(self.renderer.take_touched());
+        let render = started.elapsed();
         // `scoped`: planned over the touched names against our own record.
         let (mut actual, ops, verification, scoped) = match self.last_applied.take() {
             Some(actual) => {
@@ -696,9 +761,12 @@ impl Felix {
             },
         };
         let desired = self.renderer.ruleset();
+        let mut plan_time = started.elapsed() - render;
         if !ops.is_empty() {
+            let text = script(&ops);
+            plan_time = started.elapsed() - render;
             self.kernel
-                .nft_apply(&script(&ops))
+                .nft_apply(&text)
                 .await
                 .map_err(|source| DaemonError::Kernel {
                     action: "the nft transaction",
@@ -727,6 +795,9 @@ impl Felix {
         Ok(Applied {
             ops: ops.len(),
             verification,
+            render,
+            plan: plan_time,
+            kernel: started.elapsed() - render - plan_time,
         })
     }
 
@@ -758,7 +829,10 @@ impl Felix {
                 self.dirty = false;
                 self.graph.clear_dirty();
                 if applied.ops > 0 {
-                    tracing::info!(ops = applied.ops, elapsed_ms, verification = ?applied.verification, "ruleset applied");
+                    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+                    tracing::info!(ops = applied.ops, elapsed_ms, render_ms = ms(applied.render),
+                        plan_ms = ms(applied.plan), kernel_ms = ms(applied.kernel),
+                        verification = ?applied.verification, "ruleset applied");
                 }
                 if let Err(error) = self.sync_status() {
                     tracing::error!(%error, "endpoint status not written");

@@ -104,6 +104,62 @@ pub struct TierPolicies {
 
 type Labels = BTreeMap<String, String>;
 
+/// An update whose resource is already converted to the graph's model
+/// (selectors parsed, networks checked). Converting needs no graph state,
+/// so the daemon prepares updates on its watch tasks, in parallel, and its
+/// owner task only indexes them ([`CalcGraph::on_prepared`]).
+#[derive(Debug)]
+pub struct Prepared(Box<PreparedKind>);
+
+#[derive(Debug)]
+enum PreparedKind {
+    /// A policy's key and its conversion.
+    Policy(PolicyKey, Result<(PolicyKey, Policy), Error>),
+    /// A workload endpoint's key and its conversion.
+    Endpoint(EndpointKey, Result<(EndpointKey, Endpoint), Error>),
+    /// Anything else: applied as it is.
+    Other(Update),
+}
+
+impl From<Update> for Prepared {
+    fn from(update: Update) -> Self {
+        Prepared(Box::new(match update {
+            Update::PolicyUpserted(p) => PreparedKind::Policy(
+                PolicyKey {
+                    kind: model::PolicyKind::Calico,
+                    namespace: p.namespace().unwrap_or("default").to_string(),
+                    name: p.name().to_string(),
+                },
+                model::convert_network_policy(&p),
+            ),
+            Update::GlobalPolicyUpserted(p) => PreparedKind::Policy(
+                PolicyKey {
+                    kind: model::PolicyKind::Global,
+                    namespace: String::new(),
+                    name: p.name().to_string(),
+                },
+                model::convert_global_policy(&p),
+            ),
+            Update::KubernetesPolicyUpserted(p) => PreparedKind::Policy(
+                PolicyKey {
+                    kind: model::PolicyKind::Kubernetes,
+                    namespace: p.namespace().unwrap_or("default").to_string(),
+                    name: p.name().to_string(),
+                },
+                model::translate_kubernetes_policy(&p),
+            ),
+            Update::WorkloadEndpointUpserted(wep) => PreparedKind::Endpoint(
+                EndpointKey {
+                    namespace: wep.namespace().unwrap_or("default").to_string(),
+                    name: wep.name().to_string(),
+                },
+                model::convert_endpoint(&wep),
+            ),
+            other => PreparedKind::Other(other),
+        }))
+    }
+}
+
 /// The calculation graph. Feed it [`Update`]s; read what to program.
 #[derive(Debug)]
 pub struct CalcGraph {
@@ -196,16 +252,35 @@ impl CalcGraph {
     /// A policy with rules felix-rs cannot enforce as written is kept,
     /// those rules made fail closed, and [`Error::Unsupported`] returned.
     pub fn on_update(&mut self, update: Update) -> Result<(), Error> {
+        self.on_prepared(Prepared::from(update))
+    }
+
+    /// Applies one update converted beforehand (see [`Prepared`]); the
+    /// same as [`CalcGraph::on_update`] of the update it was made from.
+    pub fn on_prepared(&mut self, prepared: Prepared) -> Result<(), Error> {
         self.dirty = true;
+        match *prepared.0 {
+            PreparedKind::Policy(key, converted) => self.upsert_policy(key, converted),
+            PreparedKind::Endpoint(key, converted) => match converted {
+                Ok((key, ep)) => {
+                    self.upsert_endpoint(key, ep);
+                    Ok(())
+                }
+                Err(e) => {
+                    self.remove_endpoint(&key);
+                    Err(e)
+                }
+            },
+            PreparedKind::Other(update) => self.apply(update),
+        }
+    }
+
+    fn apply(&mut self, update: Update) -> Result<(), Error> {
         match update {
-            Update::PolicyUpserted(p) => {
-                let key = model::PolicyKey {
-                    kind: model::PolicyKind::Calico,
-                    namespace: p.namespace().unwrap_or("default").to_string(),
-                    name: p.name().to_string(),
-                };
-                self.upsert_policy(key, model::convert_network_policy(&p))
-            }
+            update @ (Update::PolicyUpserted(_)
+            | Update::GlobalPolicyUpserted(_)
+            | Update::KubernetesPolicyUpserted(_)
+            | Update::WorkloadEndpointUpserted(_)) => self.on_prepared(Prepared::from(update)),
             Update::PolicyDeleted { namespace, name } => {
                 self.remove_policy(&PolicyKey {
                     kind: model::PolicyKind::Calico,
@@ -214,14 +289,6 @@ impl CalcGraph {
                 });
                 Ok(())
             }
-            Update::GlobalPolicyUpserted(p) => {
-                let key = PolicyKey {
-                    kind: model::PolicyKind::Global,
-                    namespace: String::new(),
-                    name: p.name().to_string(),
-                };
-                self.upsert_policy(key, model::convert_global_policy(&p))
-            }
             Update::GlobalPolicyDeleted { name } => {
                 self.remove_policy(&PolicyKey {
                     kind: model::PolicyKind::Global,
@@ -229,14 +296,6 @@ impl CalcGraph {
                     name,
                 });
                 Ok(())
-            }
-            Update::KubernetesPolicyUpserted(p) => {
-                let key = PolicyKey {
-                    kind: model::PolicyKind::Kubernetes,
-                    namespace: p.namespace().unwrap_or("default").to_string(),
-                    name: p.name().to_string(),
-                };
-                self.upsert_policy(key, model::translate_kubernetes_policy(&p))
             }
             Update::KubernetesPolicyDeleted { namespace, name } => {
                 self.remove_policy(&PolicyKey {
@@ -260,19 +319,6 @@ impl CalcGraph {
                 }
                 Ok(())
             }
-            Update::WorkloadEndpointUpserted(wep) => match model::convert_endpoint(&wep) {
-                Ok((key, ep)) => {
-                    self.upsert_endpoint(key, ep);
-                    Ok(())
-                }
-                Err(e) => {
-                    self.remove_endpoint(&EndpointKey {
-                        namespace: wep.namespace().unwrap_or("default").to_string(),
-                        name: wep.name().to_string(),
-                    });
-                    Err(e)
-                }
-            },
             Update::WorkloadEndpointDeleted { namespace, name } => {
                 self.remove_endpoint(&EndpointKey { namespace, name });
                 Ok(())

@@ -84,6 +84,7 @@
 //! Traffic from the host to a local workload (kubelet probes) goes through
 //! the output hook, which Twill does not police, as Calico does not.
 
+pub mod allocator;
 pub mod daemon;
 pub mod graph;
 pub mod model;

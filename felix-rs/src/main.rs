@@ -12,6 +12,11 @@ use felix_rs::daemon::{self, DaemonConfig};
 use twill_kernel::{NetlinkKernel, NftConfig};
 use twill_store::{AsyncDatastore, SqliteStore};
 
+/// See [`felix_rs::allocator`]: mimalloc returns the transient buffers of
+/// a start and of a drift check to the kernel; glibc's malloc keeps them.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Twill's policy daemon: programs Calico and Kubernetes policy for this
 /// node's workloads into the nftables table `inet twill`.
 #[derive(Debug, Parser)]
@@ -78,7 +83,11 @@ impl Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let reexec = felix_rs::allocator::reexec_with_settings();
     twill_daemon::init_tracing(args.log_json);
+    if let Err(error) = reexec {
+        tracing::warn!(%error, "cannot re-execute with the allocator settings; using its defaults");
+    }
     let config = args.config();
     if let Err(error) = config.validate() {
         tracing::error!(%error, "bad configuration");

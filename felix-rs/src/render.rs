@@ -813,9 +813,7 @@ impl Renderer<'_> {
             if let Some(f) = family {
                 // A copy whose other-family notNets were left out would
                 // otherwise match the other family's packets unconstrained.
-                let dropped = sides
-                    .iter()
-                    .any(|s| s.not_nets.iter().any(|n| !f.holds(n)));
+                let dropped = sides.iter().any(|s| s.not_nets.iter().any(|n| !f.holds(n)));
                 if rule.ip_version.is_some() || dropped {
                     fixed.push(format!("meta nfproto {}", f.nfproto()));
                 }

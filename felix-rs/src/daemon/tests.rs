@@ -41,7 +41,7 @@ spec:
     Item {
         key: Key::namespaced(resource.store_kind(), "ns1", name),
         revision,
-        resource: Ok(resource),
+        resource: Ok(Decoded::from_resource(resource)),
     }
 }
 
