@@ -9,12 +9,15 @@
 //! JSON schema (libnftables-json) is documented and stable; nft's text form
 //! would need a parser for a pretty-printer that changes between releases.
 //! Rule expressions are deliberately not modelled: the comment hash stands
-//! for the rule's content.
+//! for the rule's content. They are skipped while parsing, never built as
+//! JSON values: at 10,000 rules a full parse into `serde_json::Value` held
+//! over 200 MB for a second.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use serde::Deserialize;
 use serde_json::Value;
 
 use crate::error::{KernelError, KernelObject};
@@ -258,7 +261,7 @@ pub(crate) fn list_tables(config: &NftConfig) -> Result<Vec<NftTableId>, KernelE
         None,
         &KernelObject::NftTransaction,
     )?;
-    let mut out: Vec<NftTableId> = objects(&json, &KernelObject::NftTransaction)?
+    let mut out: Vec<NftTableId> = listing::<Value>(&json, &KernelObject::NftTransaction)?
         .iter()
         .filter_map(|o| o.get("table"))
         .filter_map(|t| {
@@ -272,20 +275,59 @@ pub(crate) fn list_tables(config: &NftConfig) -> Result<Vec<NftTableId>, KernelE
     Ok(out)
 }
 
-fn objects(json: &str, object: &KernelObject) -> Result<Vec<Value>, KernelError> {
-    let bad = |reason: String| KernelError::NftOutput {
-        object: object.clone(),
-        reason,
-    };
-    let root: Value = serde_json::from_str(json).map_err(|e| bad(e.to_string()))?;
-    match root.get("nftables") {
-        Some(Value::Array(items)) => Ok(items.clone()),
-        _ => Err(bad("no top-level \"nftables\" array".into())),
+/// The `nftables` array of a JSON listing, each item parsed as `T`.
+fn listing<T: serde::de::DeserializeOwned>(
+    json: &str,
+    object: &KernelObject,
+) -> Result<Vec<T>, KernelError> {
+    #[derive(Deserialize)]
+    struct Listing<T> {
+        nftables: Vec<T>,
     }
+    serde_json::from_str::<Listing<T>>(json)
+        .map(|l| l.nftables)
+        .map_err(|e| KernelError::NftOutput {
+            object: object.clone(),
+            reason: format!("not an nft json listing with a top-level \"nftables\" array: {e}"),
+        })
 }
 
-fn text(value: Option<&Value>) -> Option<String> {
-    value.and_then(Value::as_str).map(str::to_string)
+/// One item of a table listing; the other kinds (`metainfo`, `table`,
+/// ...) and every field not named here, rule expressions above all, are
+/// skipped unparsed.
+#[derive(Deserialize)]
+struct ItemJson {
+    chain: Option<ChainJson>,
+    rule: Option<RuleJson>,
+    set: Option<SetJson>,
+    map: Option<SetJson>,
+}
+
+#[derive(Deserialize)]
+struct ChainJson {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    hook: Option<Value>,
+    prio: Option<i64>,
+    policy: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RuleJson {
+    chain: Option<String>,
+    handle: Option<u64>,
+    comment: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct SetJson {
+    name: Option<String>,
+    #[serde(rename = "type")]
+    key_type: Option<Value>,
+    map: Option<Value>,
+    flags: Option<Value>,
+    elem: Option<Vec<Value>>,
 }
 
 /// Renders a JSON set key/type/element in nft's text notation.
@@ -328,51 +370,52 @@ pub(crate) fn parse_table(id: &NftTableId, json: &str) -> Result<NftTable, Kerne
         rules: Vec::new(),
         sets: Vec::new(),
     };
-    for item in objects(json, &id.object())? {
-        if let Some(c) = item.get("chain") {
-            let Some(name) = text(c.get("name")) else {
+    for item in listing::<ItemJson>(json, &id.object())? {
+        if let Some(c) = item.chain {
+            let Some(name) = c.name else {
                 continue;
             };
-            let base = c.get("hook").map(|hook| NftBaseChain {
-                kind: text(c.get("type")).unwrap_or_default(),
-                hook: render(hook),
-                priority: c.get("prio").and_then(Value::as_i64).unwrap_or(0),
-                policy: text(c.get("policy")).unwrap_or_else(|| "accept".into()),
+            let base = c.hook.map(|hook| NftBaseChain {
+                kind: c.kind.unwrap_or_default(),
+                hook: render(&hook),
+                priority: c.prio.unwrap_or(0),
+                policy: c.policy.unwrap_or_else(|| "accept".into()),
             });
             table.chains.push(NftChain { name, base });
-        } else if let Some(r) = item.get("rule") {
+        } else if let Some(r) = item.rule {
             table.rules.push(NftRule {
-                chain: text(r.get("chain")).unwrap_or_default(),
-                handle: r.get("handle").and_then(Value::as_u64).unwrap_or(0),
-                comment: text(r.get("comment")),
+                chain: r.chain.unwrap_or_default(),
+                handle: r.handle.unwrap_or(0),
+                comment: r.comment,
             });
-        } else if let Some(s) = item.get("set").or_else(|| item.get("map")) {
-            let Some(name) = text(s.get("name")) else {
+        } else if let Some((s, is_map)) =
+            item.set.map(|s| (s, false)).or(item.map.map(|m| (m, true)))
+        {
+            let Some(name) = s.name else {
                 continue;
             };
-            let flags = match s.get("flags") {
+            let flags = match s.flags {
                 Some(Value::Array(f)) => f.iter().map(render).collect(),
-                Some(single) => vec![render(single)],
+                Some(single) => vec![render(&single)],
                 None => Vec::new(),
             };
-            let mut elements: Vec<String> = match s.get("elem") {
-                Some(Value::Array(elems)) => elems
-                    .iter()
-                    .map(|e| match e {
-                        // Map elements are [key, value] pairs.
-                        Value::Array(pair) if item.get("map").is_some() && pair.len() == 2 => {
-                            format!("{} : {}", render(&pair[0]), render(&pair[1]))
-                        }
-                        other => render(other),
-                    })
-                    .collect(),
-                _ => Vec::new(),
-            };
+            let mut elements: Vec<String> = s
+                .elem
+                .unwrap_or_default()
+                .iter()
+                .map(|e| match e {
+                    // Map elements are [key, value] pairs.
+                    Value::Array(pair) if is_map && pair.len() == 2 => {
+                        format!("{} : {}", render(&pair[0]), render(&pair[1]))
+                    }
+                    other => render(other),
+                })
+                .collect();
             elements.sort();
             table.sets.push(NftSet {
                 name,
-                key_type: s.get("type").map(render).unwrap_or_default(),
-                map_type: s.get("map").map(render),
+                key_type: s.key_type.as_ref().map(render).unwrap_or_default(),
+                map_type: s.map.as_ref().map(render),
                 flags,
                 elements,
             });
