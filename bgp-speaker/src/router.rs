@@ -12,14 +12,19 @@
 //!                                     +-----------------------------------+
 //!          Speaker <--Command::SendUpdate--|                 | FibChange batches
 //!                                                            v
-//!                                  kernel task: ReplaceRoute/DeleteRoute (proto 202),
-//!                                  start-up sweep of stale protocol-202 routes
+//!                                  kernel thread: one ApplyRoutes batch per flush
+//!                                  (replace/delete, proto 202), start-up sweep
+//!                                  of stale protocol-202 routes
 //! ```
 //!
 //! * Messages are handled in batches: everything queued is applied to the
 //!   RIB before one decision run, so a table dump costs one pass.
-//! * Kernel routes are written by their own task, so netlink latency never
-//!   holds up BGP; each batch is submitted at once and then awaited.
+//! * Kernel routes are written by their own thread, so netlink latency
+//!   never holds up BGP, and a busy runtime never holds up the kernel.
+//!   Decisions queued while a batch runs are merged (latest per prefix
+//!   wins) into the next one; each batch is one `KernelOp::ApplyRoutes`,
+//!   which the kernel crate pipelines over netlink and answers per route,
+//!   so one refused route never holds up the rest.
 //! * Start-up: protocol-202 routes left by a previous run stay (forwarding
 //!   continues) until every configured peer has sent End-of-RIB for its
 //!   families, or `stale_sweep_after` has passed; then those not wanted are
@@ -34,7 +39,7 @@
 //!   configured the connections are closed without a NOTIFICATION, so that
 //!   peers keep this node's routes while it restarts.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -43,17 +48,18 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn};
-use twill_kernel::route::TABLE_MAIN;
-use twill_kernel::{Kernel, KernelExt, NextHop, Route, RouteFilter, RouteKey, RouteProto};
+use tracing::{debug, info};
+use twill_kernel::Kernel;
 
 pub use crate::config::{Filter, FilterAction, FilterRule, MatchOperator, PeerTypeMatch};
 use crate::fsm::{PeerConfig, State};
 use crate::packet::{Family, GracefulRestart, encode_end_of_rib};
-use crate::rib::{
-    Attrs, FibChange, Origin, PeerPolicy, Received, Rib, RibConfig, SessionInfo, Source,
-};
+use crate::rib::{Attrs, Origin, PeerPolicy, Received, Rib, RibConfig, SessionInfo, Source};
 use crate::speaker::{Command, PeerSpec, RibMsg, Speaker};
+
+mod kernel;
+
+use kernel::{KernelJob, KernelReport, kernel_writer};
 
 /// The router's identity and southbound.
 #[derive(Clone)]
@@ -276,11 +282,18 @@ impl Router {
         let (speaker, rib_rx) = Speaker::start(listener);
         let kernel = config.kernel.clone().map(|kernel| {
             let (ktx, krx) = mpsc::unbounded_channel();
-            tokio::spawn(kernel_task(kernel, krx, tx.downgrade()));
+            let report = tx.downgrade();
+            // A thread of its own: a tokio task woken by the busy owner task
+            // can wait for a worker until the owner yields, which left the
+            // kernel idle for most of a table dump.
+            std::thread::Builder::new()
+                .name("bgp-kernel".into())
+                .spawn(move || kernel_writer(kernel.as_ref(), krx, report))
+                .expect("a thread can be started at router start unless the process is out of resources");
             ktx
         });
         let sweep_after = config.stale_sweep_after;
-        // Timers and the kernel task hold weak senders: dropping the handle
+        // Timers and the kernel writer hold weak senders: dropping the handle
         // closes the channel and ends the owner task.
         let timer_tx = tx.downgrade();
         tokio::spawn(async move {
@@ -370,133 +383,6 @@ impl Router {
     }
 }
 
-/// What the kernel task reports back.
-#[derive(Debug, Clone, Copy)]
-struct KernelReport {
-    writes: u64,
-    errors: u64,
-    installed: usize,
-    swept: bool,
-}
-
-enum KernelJob {
-    Changes(Vec<FibChange>),
-    Sweep(HashSet<IpNet>),
-}
-
-fn kernel_route(prefix: IpNet, hops: &[IpAddr]) -> Route {
-    let route = match hops {
-        [hop] => Route::via(prefix, *hop),
-        _ => Route::multipath(prefix, hops.iter().map(|h| NextHop::via(*h)).collect()),
-    };
-    route.protocol(RouteProto::TWILL_BGP)
-}
-
-fn route_key(prefix: IpNet) -> RouteKey {
-    RouteKey {
-        destination: prefix,
-        table: TABLE_MAIN,
-        metric: None,
-        protocol: Some(RouteProto::TWILL_BGP),
-    }
-}
-
-async fn kernel_task(
-    kernel: Arc<dyn Kernel>,
-    mut jobs: mpsc::UnboundedReceiver<KernelJob>,
-    report: mpsc::WeakUnboundedSender<RouterMsg>,
-) {
-    let mut installed: HashSet<IpNet> = HashSet::new();
-    while let Some(job) = jobs.recv().await {
-        let mut writes = 0;
-        let mut errors = 0;
-        let mut swept = false;
-        match job {
-            KernelJob::Changes(changes) => {
-                // A window of ops in flight keeps the kernel worker busy
-                // without queueing a whole table dump's worth of them.
-                let mut pending: VecDeque<(IpNet, twill_kernel::Pending<()>)> =
-                    VecDeque::with_capacity(KERNEL_WINDOW);
-                let mut changes = changes.into_iter();
-                loop {
-                    let next = changes.next();
-                    if next.is_none() || pending.len() >= KERNEL_WINDOW {
-                        let Some((prefix, op)) = pending.pop_front() else {
-                            break;
-                        };
-                        match op.await {
-                            Ok(()) => writes += 1,
-                            Err(error) if error.is_not_found() => writes += 1,
-                            Err(error) => {
-                                errors += 1;
-                                installed.remove(&prefix);
-                                warn!(%prefix, %error, "kernel route write failed");
-                            }
-                        }
-                    }
-                    let Some(change) = next else { continue };
-                    let op = if change.next_hops.is_empty() {
-                        if !installed.remove(&change.prefix) {
-                            continue;
-                        }
-                        kernel.delete_route(route_key(change.prefix))
-                    } else {
-                        installed.insert(change.prefix);
-                        kernel.replace_route(kernel_route(change.prefix, &change.next_hops))
-                    };
-                    pending.push_back((change.prefix, op));
-                }
-            }
-            KernelJob::Sweep(wanted) => {
-                match kernel
-                    .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
-                    .await
-                {
-                    Ok(routes) => {
-                        let stale: Vec<IpNet> = routes
-                            .into_iter()
-                            .filter(|r| r.table == TABLE_MAIN && !wanted.contains(&r.destination))
-                            .map(|r| r.destination)
-                            .collect();
-                        info!(routes = stale.len(), "removing stale protocol-202 routes");
-                        let pending: Vec<_> = stale
-                            .into_iter()
-                            .map(|p| kernel.delete_route(route_key(p)))
-                            .collect();
-                        for op in pending {
-                            match op.await {
-                                Ok(()) => writes += 1,
-                                Err(error) if error.is_not_found() => {}
-                                Err(error) => {
-                                    errors += 1;
-                                    warn!(%error, "stale kernel route delete failed");
-                                }
-                            }
-                        }
-                    }
-                    Err(error) => {
-                        errors += 1;
-                        warn!(%error, "cannot list protocol-202 routes for the start-up sweep");
-                    }
-                }
-                swept = true;
-            }
-        }
-        let Some(report) = report.upgrade() else {
-            return;
-        };
-        let sent = report.send(RouterMsg::Kernel(KernelReport {
-            writes,
-            errors,
-            installed: installed.len(),
-            swept,
-        }));
-        if sent.is_err() {
-            return;
-        }
-    }
-}
-
 #[derive(Debug, Default)]
 struct PeerRuntime {
     /// Families of the current session.
@@ -522,9 +408,6 @@ struct Owner {
     next_generation: u64,
     stats: RouterStats,
 }
-
-/// Kernel route writes in flight at once.
-const KERNEL_WINDOW: usize = 512;
 
 /// Most messages applied to the RIB before a decision run.
 const BATCH: usize = 4096;
@@ -777,7 +660,7 @@ impl Owner {
         }
         self.swept = true;
         // New sessions from now on are not part of the restart.
-        // Decisions still pending must reach the kernel task first.
+        // Decisions still pending must reach the kernel writer first.
         self.process();
         if let Some(kernel) = &self.kernel {
             let wanted: HashSet<IpNet> = self.rib.fib().map(|(p, _)| *p).collect();

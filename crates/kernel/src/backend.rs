@@ -23,6 +23,7 @@ use crate::netns::{self, NetnsPath};
 use crate::nft::{self, NftConfig};
 use crate::nl::Nl;
 use crate::op::{Kernel, KernelOp, KernelReply, Pending};
+use crate::route_batch::{self, BatchSocket};
 use crate::{addr, link, neigh, route, sysctl};
 
 type Request = (KernelOp, oneshot::Sender<Result<KernelReply, KernelError>>);
@@ -140,8 +141,10 @@ fn worker(
         let _ = ready.send(Ok(()));
         let nl = Nl::new(handle);
         let label = label.clone();
+        // Opened on the first batch, in this thread's namespace.
+        let mut batch: Option<BatchSocket> = None;
         while let Some((op, reply)) = rx.recv().await {
-            let result = execute(&nl, &nft, op).await;
+            let result = execute(&nl, &nft, &mut batch, op, &label).await;
             if let Err(err) = &result {
                 tracing::debug!(netns = %label, error = %err, "kernel op failed");
             }
@@ -150,10 +153,26 @@ fn worker(
     });
 }
 
+async fn apply_routes(
+    nl: &Nl,
+    batch: &mut Option<BatchSocket>,
+    changes: &[route_batch::RouteChange],
+    netns: &str,
+) -> Result<KernelReply, KernelError> {
+    let devices = route_batch::resolve_devices(nl, changes).await;
+    let socket = match batch {
+        Some(socket) => socket,
+        None => batch.insert(BatchSocket::open(netns)?),
+    };
+    Ok(KernelReply::RouteBatch(socket.apply(changes, &devices)))
+}
+
 async fn execute(
     nl: &Nl,
     nft_config: &NftConfig,
+    batch: &mut Option<BatchSocket>,
     op: KernelOp,
+    netns: &str,
 ) -> Result<KernelReply, KernelError> {
     use KernelOp as Op;
     use KernelReply as R;
@@ -181,6 +200,7 @@ async fn execute(
         Op::AddRoute(r) => done(route::add(nl, &r, false).await),
         Op::ReplaceRoute(r) => done(route::add(nl, &r, true).await),
         Op::DeleteRoute(key) => done(route::delete(nl, &key).await),
+        Op::ApplyRoutes(changes) => apply_routes(nl, batch, &changes, netns).await,
         Op::ListRoutes(filter) => route::list(nl, &filter).await.map(R::Routes),
         Op::AddNeighbour(entry) => done(neigh::add_neighbour(nl, &entry).await),
         Op::DeleteNeighbour { link, ip } => done(neigh::delete_neighbour(nl, &link, ip).await),

@@ -24,6 +24,7 @@ use crate::netns::{self, NetnsPath};
 use crate::nft::NftTableId;
 use crate::op::{Kernel, KernelOp, KernelReply, Pending};
 use crate::route::{Route, RouteKey, RouteKind, normalize_metric};
+use crate::route_batch::{RouteBatchReport, RouteChange, RouteFailure};
 use crate::sysctl::SysctlKey;
 
 /// One op as the fake received it.
@@ -307,15 +308,8 @@ impl RecordingKernel {
 
     fn run(&self, op: &KernelOp) -> Result<KernelReply, KernelError> {
         let mut state = self.lock();
-        let injected = state.failures.iter().position(|f| (f.matcher)(op));
-        let result = match injected {
-            Some(at) => {
-                let error = state.failures[at].error.clone();
-                if state.failures[at].once {
-                    state.failures.remove(at);
-                }
-                Err(error)
-            }
+        let result = match take_injected(&mut state, op) {
+            Some(error) => Err(error),
             None => execute(&mut state, &self.netns, op),
         };
         state.log.push(RecordedOp {
@@ -343,6 +337,41 @@ impl Kernel for RecordingKernel {
             netns: Some(netns.clone()),
         }))
     }
+}
+
+/// The error of the first injected failure matching `op` (forgotten if
+/// it was for one op only).
+fn take_injected(state: &mut State, op: &KernelOp) -> Option<KernelError> {
+    let at = state.failures.iter().position(|f| (f.matcher)(op))?;
+    let error = state.failures[at].error.clone();
+    if state.failures[at].once {
+        state.failures.remove(at);
+    }
+    Some(error)
+}
+
+/// Applies a batch change by change, as the kernel does: each change is
+/// the equivalent single op (so failures injected for `ReplaceRoute` and
+/// `DeleteRoute` hit batched changes too), and one failure stops nothing.
+fn apply_routes(state: &mut State, ns: &Option<NetnsPath>, changes: &[RouteChange]) -> KernelReply {
+    let mut failed = Vec::new();
+    for (index, change) in changes.iter().enumerate() {
+        let single = match change {
+            RouteChange::Replace(route) => KernelOp::ReplaceRoute(route.clone()),
+            RouteChange::Delete(key) => KernelOp::DeleteRoute(key.clone()),
+        };
+        let result = match take_injected(state, &single) {
+            Some(error) => Err(error),
+            None => execute(state, ns, &single),
+        };
+        if let Err(error) = result {
+            failed.push(RouteFailure { index, error });
+        }
+    }
+    KernelReply::RouteBatch(RouteBatchReport {
+        applied: changes.len() - failed.len(),
+        failed,
+    })
 }
 
 fn space<'a>(state: &'a mut State, ns: &Option<NetnsPath>) -> Result<&'a mut Space, KernelError> {
@@ -734,6 +763,7 @@ fn execute(
             space.routes.remove(at);
             Ok(R::Done)
         }
+        Op::ApplyRoutes(changes) => Ok(apply_routes(state, ns, changes)),
         Op::ListRoutes(filter) => Ok(R::Routes(
             space(state, ns)?
                 .routes

@@ -636,3 +636,47 @@ fn convenience_methods_build_the_documented_ops() {
     assert_eq!(got, expected);
     assert_eq!(kernel.writes().len(), 7, "reads are left out of writes()");
 }
+
+#[test]
+fn route_batch_applies_each_change_alone_and_lists_the_failures() {
+    let kernel = kernel_with_veth();
+    let bgp = |dest: &str| Route::to_device(net(dest), "tw0a").protocol(RouteProto::TWILL_BGP);
+    kernel
+        .add_route(bgp("10.9.0.0/24"))
+        .wait()
+        .expect("route added");
+    // Injected failures for single route ops hit the batched changes too.
+    kernel.fail_once(
+        |op| matches!(op, KernelOp::ReplaceRoute(r) if r.destination == net("10.3.0.0/24")),
+        KernelError::Injected {
+            reason: "full table".into(),
+        },
+    );
+    let changes = vec![
+        RouteChange::Replace(bgp("10.1.0.0/24")),
+        RouteChange::Replace(Route::to_device(net("10.2.0.0/24"), "nosuch")),
+        RouteChange::Replace(bgp("10.3.0.0/24")),
+        RouteChange::Delete(bgp("10.9.0.0/24").key()),
+        RouteChange::Delete(bgp("10.8.0.0/24").key()),
+    ];
+    let report = kernel.apply_routes(changes).wait().expect("batch answered");
+    assert_eq!(report.applied, 2);
+    let failed: Vec<(usize, bool)> = report
+        .failed
+        .iter()
+        .map(|f| (f.index, f.error.is_not_found()))
+        .collect();
+    assert_eq!(failed, [(1, true), (2, false), (4, true)]);
+    let left: Vec<ipnet::IpNet> = kernel
+        .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+        .wait()
+        .expect("listed")
+        .into_iter()
+        .map(|r| r.destination)
+        .collect();
+    assert_eq!(left, [net("10.1.0.0/24")]);
+    assert_eq!(
+        kernel.writes().last().map(KernelOp::name),
+        Some("apply_routes")
+    );
+}

@@ -12,7 +12,10 @@
 //!   request (to test rollback in callers).
 //!
 //! Callers use the typed convenience methods of [`KernelExt`] (`add_route`,
-//! `create_veth`, ...), which only build ops and submit them. `submit`
+//! `create_veth`, ...), which only build ops and submit them. Many route
+//! changes at once go as one [`KernelOp::ApplyRoutes`] (`apply_routes`):
+//! the real backend pipelines them over netlink and answers per route (see
+//! [`route_batch`]). `submit`
 //! returns a [`Pending`] that daemons `.await` and the synchronous CNI
 //! plugin `.wait()`s on.
 //!
@@ -78,6 +81,7 @@ pub mod nft;
 mod nl;
 pub mod op;
 pub mod route;
+pub mod route_batch;
 pub mod sysctl;
 
 pub use addr::AddressEntry;
@@ -89,6 +93,7 @@ pub use netns::NetnsPath;
 pub use nft::{NftConfig, NftTable, NftTableId};
 pub use op::{Kernel, KernelExt, KernelOp, KernelReply, Pending};
 pub use route::{NextHop, Route, RouteFilter, RouteKey, RouteKind, RouteProto, RouteScope};
+pub use route_batch::{RouteBatchReport, RouteChange, RouteFailure};
 pub use sysctl::SysctlKey;
 
 /// Prefix of host-side workload interfaces (`twl` + hex digits, 14

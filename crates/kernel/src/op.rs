@@ -18,6 +18,7 @@ use crate::neigh::{FdbEntry, Neighbour};
 use crate::netns::NetnsPath;
 use crate::nft::{NftTable, NftTableId};
 use crate::route::{Route, RouteFilter, RouteKey};
+use crate::route_batch::{RouteBatchReport, RouteChange};
 use crate::sysctl::SysctlKey;
 
 /// One kernel operation. Each runs in the namespace of the [`Kernel`] it is
@@ -113,6 +114,10 @@ pub enum KernelOp {
     ReplaceRoute(Route),
     /// Delete a route.
     DeleteRoute(RouteKey),
+    /// Replace and delete many routes at once, in order. Each change
+    /// succeeds or fails on its own; the reply
+    /// ([`KernelReply::RouteBatch`]) lists the failures.
+    ApplyRoutes(Vec<RouteChange>),
     /// List routes.
     ListRoutes(RouteFilter),
     /// Create or replace a permanent neighbour entry.
@@ -190,6 +195,7 @@ impl KernelOp {
             Self::AddRoute(_) => "add_route",
             Self::ReplaceRoute(_) => "replace_route",
             Self::DeleteRoute(_) => "delete_route",
+            Self::ApplyRoutes(_) => "apply_routes",
             Self::ListRoutes(_) => "list_routes",
             Self::AddNeighbour(_) => "add_neighbour",
             Self::DeleteNeighbour { .. } => "delete_neighbour",
@@ -247,6 +253,8 @@ pub enum KernelReply {
     NftTable(NftTable),
     /// nft table ids.
     NftTables(Vec<NftTableId>),
+    /// The outcome of [`KernelOp::ApplyRoutes`].
+    RouteBatch(RouteBatchReport),
 }
 
 type Convert<T> = fn(KernelReply) -> Result<T, KernelError>;
@@ -381,6 +389,7 @@ reply_fn!(fdb_reply, Fdb, Vec<FdbEntry>);
 reply_fn!(sysctl_reply, Sysctl, String);
 reply_fn!(table_reply, NftTable, NftTable);
 reply_fn!(tables_reply, NftTables, Vec<NftTableId>);
+reply_fn!(route_batch_reply, RouteBatch, RouteBatchReport);
 
 /// Typed convenience methods; each builds one [`KernelOp`] and submits it.
 pub trait KernelExt: Kernel {
@@ -505,6 +514,11 @@ pub trait KernelExt: Kernel {
     /// See [`KernelOp::DeleteRoute`].
     fn delete_route(&self, key: RouteKey) -> Pending<()> {
         self.submit(KernelOp::DeleteRoute(key)).map(done)
+    }
+    /// See [`KernelOp::ApplyRoutes`].
+    fn apply_routes(&self, changes: Vec<RouteChange>) -> Pending<RouteBatchReport> {
+        self.submit(KernelOp::ApplyRoutes(changes))
+            .map(route_batch_reply)
     }
     /// See [`KernelOp::ListRoutes`].
     fn list_routes(&self, filter: RouteFilter) -> Pending<Vec<Route>> {

@@ -457,7 +457,10 @@ async fn resolve_devices(nl: &Nl, route: &Route) -> Result<BTreeMap<String, u32>
 
 /// Builds the RTM_NEWROUTE message for `route`; `devices` maps every
 /// device it names to its index.
-fn encode(route: &Route, devices: &BTreeMap<String, u32>) -> Result<RouteMessage, KernelError> {
+pub(crate) fn encode(
+    route: &Route,
+    devices: &BTreeMap<String, u32>,
+) -> Result<RouteMessage, KernelError> {
     let index = |device: &String| {
         devices
             .get(device)
@@ -546,7 +549,8 @@ pub(crate) async fn add(nl: &Nl, route: &Route, replace: bool) -> Result<(), Ker
         })
 }
 
-pub(crate) async fn delete(nl: &Nl, key: &RouteKey) -> Result<(), KernelError> {
+/// Builds the RTM_DELROUTE message for `key`.
+pub(crate) fn delete_message(key: &RouteKey) -> RouteMessage {
     let mut msg = RouteMessage::default();
     header(&mut msg, key.destination.trunc(), key.table);
     // As `ip route del`: scope NOWHERE and type UNSPEC match any route.
@@ -558,7 +562,11 @@ pub(crate) async fn delete(nl: &Nl, key: &RouteKey) -> Result<(), KernelError> {
     if let Some(metric) = key.metric {
         msg.attributes.push(RouteAttribute::Priority(metric));
     }
-    nl.request(RouteNetlinkMessage::DelRoute(msg), CHANGE)
+    msg
+}
+
+pub(crate) async fn delete(nl: &Nl, key: &RouteKey) -> Result<(), KernelError> {
+    nl.request(RouteNetlinkMessage::DelRoute(delete_message(key)), CHANGE)
         .await
         .map(drop)
         .map_err(|errno| KernelError::from_errno_existing(key.object(), "delete", errno))

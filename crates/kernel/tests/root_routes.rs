@@ -5,7 +5,9 @@ mod common;
 
 use common::{ip, kernel_in, link_name, net, netns, veth_pair};
 use twill_integration::require_root;
-use twill_kernel::{KernelExt, NetlinkKernel, NextHop, Route, RouteFilter, RouteProto};
+use twill_kernel::{
+    KernelExt, NetlinkKernel, NextHop, Route, RouteChange, RouteFilter, RouteProto,
+};
 
 fn addr(s: &str) -> std::net::IpAddr {
     s.parse().expect("valid ip")
@@ -170,4 +172,147 @@ fn add_replace_delete_follow_route_keys() {
             .expect_err("no device")
             .is_not_found()
     );
+}
+
+/// `count` BGP routes 10.128.0.0/24, 10.128.1.0/24, … via `gateway`.
+fn bgp_batch(count: u32, gateway: &str) -> Vec<Route> {
+    (0..count)
+        .map(|i| {
+            let prefix = std::net::Ipv4Addr::from(
+                u32::from(std::net::Ipv4Addr::new(10, 128, 0, 0)) + (i << 8),
+            );
+            Route::via(
+                ipnet::IpNet::V4(ipnet::Ipv4Net::new(prefix, 24).expect("valid /24")),
+                addr(gateway),
+            )
+            .protocol(RouteProto::TWILL_BGP)
+        })
+        .collect()
+}
+
+/// `routes` as the kernel lists them: normalized, with the device it
+/// resolved the gateway to, sorted.
+fn as_listed(routes: &[Route], dev: &str) -> Vec<Route> {
+    let mut out: Vec<Route> = routes
+        .iter()
+        .cloned()
+        .map(|mut r| {
+            r.next_hops[0].device = Some(dev.to_string());
+            r.normalized()
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn ten_thousand_routes_replaced_in_one_batch_are_all_present() {
+    require_root!();
+    let ns = netns("batch");
+    let kernel = kernel_in(&ns);
+    let dev = uplink(&kernel);
+    let routes = bgp_batch(10_000, "10.0.0.2");
+    let changes: Vec<RouteChange> = routes.iter().cloned().map(RouteChange::Replace).collect();
+    let report = kernel.apply_routes(changes.clone()).wait().expect("batch");
+    assert_eq!(report.failed, []);
+    assert_eq!(report.applied, 10_000);
+    let read = kernel
+        .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+        .wait()
+        .expect("list");
+    assert_eq!(read.len(), 10_000);
+    assert!(read == as_listed(&routes, &dev), "listed routes differ");
+    // Replacing again is idempotent: same routes, no failures.
+    let again = kernel.apply_routes(changes).wait().expect("batch");
+    assert!(again.all_applied(), "{again:?}");
+    assert_eq!(
+        ip(&ns, &["route", "show", "proto", "202"]).lines().count(),
+        10_000
+    );
+}
+
+#[test]
+fn invalid_routes_in_a_batch_fail_alone_and_the_others_are_installed() {
+    require_root!();
+    let ns = netns("batchbad");
+    let kernel = kernel_in(&ns);
+    let dev = uplink(&kernel);
+    let mut changes: Vec<RouteChange> = bgp_batch(1_000, "10.0.0.2")
+        .into_iter()
+        .map(RouteChange::Replace)
+        .collect();
+    // A next hop through a device that does not exist (caught before the
+    // kernel), and a gateway the kernel cannot reach (refused by it).
+    let missing_dev =
+        Route::to_device(net("10.200.0.0/24"), link_name()).protocol(RouteProto::TWILL_BGP);
+    let unreachable =
+        Route::via(net("10.201.0.0/24"), addr("192.0.2.1")).protocol(RouteProto::TWILL_BGP);
+    changes.insert(10, RouteChange::Replace(missing_dev));
+    changes.insert(500, RouteChange::Replace(unreachable));
+    let report = kernel.apply_routes(changes).wait().expect("batch");
+    let failed: Vec<usize> = report.failed.iter().map(|f| f.index).collect();
+    assert_eq!(failed, [10, 500], "{report:?}");
+    assert!(
+        report.failed[0].error.is_not_found(),
+        "{}",
+        report.failed[0].error
+    );
+    assert!(
+        report.failed[1].error.to_string().contains("10.201.0.0/24")
+            && report.failed[1].error.to_string().contains("ENETUNREACH"),
+        "{}",
+        report.failed[1].error
+    );
+    assert_eq!(report.applied, 1_000);
+    let read = kernel
+        .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+        .wait()
+        .expect("list");
+    assert_eq!(read.len(), 1_000);
+    assert!(
+        read.iter()
+            .all(|r| r.next_hops[0].gateway == Some(addr("10.0.0.2")))
+    );
+    assert!(
+        read.iter()
+            .all(|r| r.next_hops[0].device.as_deref() == Some(dev.as_str()))
+    );
+}
+
+#[test]
+fn delete_batch_removes_the_routes_and_reports_the_missing_one() {
+    require_root!();
+    let ns = netns("batchdel");
+    let kernel = kernel_in(&ns);
+    let dev = uplink(&kernel);
+    let routes = bgp_batch(5_000, "10.0.0.2");
+    let installed = kernel
+        .apply_routes(routes.iter().cloned().map(RouteChange::Replace).collect())
+        .wait()
+        .expect("batch");
+    assert!(installed.all_applied(), "{installed:?}");
+    // Keep the last 100; delete the rest plus one route never installed.
+    let mut deletes: Vec<RouteChange> = routes[..4_900]
+        .iter()
+        .map(|r| RouteChange::Delete(r.key()))
+        .collect();
+    deletes.push(RouteChange::Delete(
+        Route::via(net("10.250.0.0/24"), addr("10.0.0.2"))
+            .protocol(RouteProto::TWILL_BGP)
+            .key(),
+    ));
+    let report = kernel.apply_routes(deletes).wait().expect("batch");
+    assert_eq!(report.applied, 4_900);
+    assert_eq!(report.failed.len(), 1, "{report:?}");
+    assert_eq!(report.failed[0].index, 4_900);
+    assert!(
+        report.failed[0].error.is_not_found(),
+        "{}",
+        report.failed[0].error
+    );
+    let left = kernel
+        .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+        .wait()
+        .expect("list");
+    assert_eq!(left, as_listed(&routes[4_900..], &dev));
 }
