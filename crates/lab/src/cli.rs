@@ -11,7 +11,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 
 use crate::error::{LabError, Result};
-use crate::lab::{DEFAULT_STATE_ROOT, Lab, LabOptions, PodRequest, UpOptions};
+use crate::lab::{DEFAULT_STATE_ROOT, Daemon, Lab, LabOptions, PodRequest, UpOptions};
 use crate::scenario::{Encap, PortSpec, Protocol, Scenario, Tor};
 use crate::state::Routing;
 
@@ -66,6 +66,21 @@ pub enum LabCommand {
     /// Pods.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
+    /// Stops a daemon on a node (SIGTERM, or SIGKILL with --kill), starts
+    /// it again with the same arguments and waits until it is ready.
+    Restart {
+        /// The node.
+        node: String,
+        /// The daemon.
+        #[arg(value_enum)]
+        daemon: Daemon,
+        /// Kill it (SIGKILL) instead of asking it to stop.
+        #[arg(long)]
+        kill: bool,
+    },
     /// Probes one pod from another; prints allow or deny.
     Probe {
         /// Client pod, NS/NAME.
@@ -135,6 +150,18 @@ pub enum PodCommand {
     Del {
         /// NS/NAME.
         pod: String,
+    },
+}
+
+/// `lab node …`.
+#[derive(Debug, Subcommand)]
+pub enum NodeCommand {
+    /// Removes a node as deleting a Kubernetes node does: its pods, its
+    /// Node resource, its daemons, its ToR peering and its namespace go;
+    /// IPAM garbage collection reclaims its blocks and addresses.
+    Remove {
+        /// The node.
+        node: String,
     },
 }
 
@@ -307,6 +334,27 @@ pub fn execute(args: LabArgs, listener: Vec<OsString>) -> Result<bool> {
             let mut lab = Lab::open(options)?;
             lab.pod_del(&pod)?;
             let _ = writeln!(stdout, "{pod} deleted");
+        }
+        LabCommand::Restart { node, daemon, kill } => {
+            let mut lab = Lab::open(options)?;
+            let pid = lab.restart(&node, daemon, kill)?;
+            let _ = writeln!(
+                stdout,
+                "{} on {node} restarted (pid {pid})",
+                daemon.as_str()
+            );
+        }
+        LabCommand::Node(NodeCommand::Remove { node }) => {
+            let mut lab = Lab::open(options)?;
+            let removal = lab.node_remove(&node)?;
+            let _ = writeln!(
+                stdout,
+                "node {node} removed: {} pods deleted; IPAM GC released {} addresses, {} blocks, {} affinities",
+                removal.pods.len(),
+                removal.gc.released.len(),
+                removal.gc.blocks_released.len(),
+                removal.gc.affinities_removed
+            );
         }
         LabCommand::Probe {
             from,

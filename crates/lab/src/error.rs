@@ -101,6 +101,14 @@ pub enum LabError {
         /// How long the lab waited.
         seconds: f64,
     },
+    /// IPAM (garbage collection) failed.
+    #[error("ipam on datastore {datastore}: {source}")]
+    Ipam {
+        /// The datastore file.
+        datastore: PathBuf,
+        /// The cause (boxed: it is large and rare).
+        source: Box<twill_ipam::IpamError>,
+    },
     /// The lab state file is unreadable.
     #[error("lab state {path}: {reason}")]
     State {

@@ -32,8 +32,11 @@ use crate::state::{LabState, NodeState, Routing};
 use crate::store;
 use crate::sys;
 
+mod frr;
+mod lifecycle;
 mod pods;
 
+pub use lifecycle::{Daemon, NodeRemoval};
 pub use pods::Matrix;
 
 /// The fabric subnet (RFC 5737 TEST-NET-1, inside the lab's namespaces only).
@@ -202,11 +205,10 @@ impl Lab {
                 require("bird", None)?;
             }
             Tor::Frr => {
-                return Err(LabError::Invalid {
-                    what: "tor",
-                    value: "frr".into(),
-                    reason: "the FRR ToR is not implemented yet; use bird or none".into(),
-                });
+                for program in frr::FRR_PROGRAMS {
+                    frr::frr_program(program)?;
+                }
+                require("vtysh", None)?;
             }
             Tor::None => {}
         }
@@ -228,6 +230,7 @@ impl Lab {
             name: options.name.clone(),
             tor: up.tor,
             tor_pid: None,
+            tor_extra_pids: Vec::new(),
             encap: up.encap,
             routing,
             bin_dir,
@@ -235,6 +238,7 @@ impl Lab {
             pods: Vec::new(),
             next_pod: 1,
             namespaces: BTreeMap::new(),
+            removed_nodes: Vec::new(),
         };
         let mut lab = Self { options, state };
         lab.save()?;
@@ -266,6 +270,10 @@ impl Lab {
             step("ToR: BIRD, eBGP with every node");
             self.start_bird()?;
         }
+        if self.state.tor == Tor::Frr {
+            step("ToR: FRR (zebra, bgpd), eBGP with every node");
+            self.start_frr()?;
+        }
         step(&format!(
             "daemons: felix-rs, twill-ipamd{} on {} nodes",
             if self.state.routing == Routing::Bgp {
@@ -283,7 +291,7 @@ impl Lab {
         }
         step("waiting for felix-rs on every node");
         self.barrier()?;
-        if self.state.routing == Routing::Bgp && self.state.tor == Tor::Bird {
+        if self.state.routing == Routing::Bgp && self.state.tor != Tor::None {
             step("waiting for BGP sessions with the ToR");
             self.wait_tor_sessions()?;
         }
@@ -392,52 +400,14 @@ impl Lab {
     }
 
     fn start_daemons(&mut self) -> Result<()> {
-        let db = self.datastore();
-        let bin = self.state.bin_dir.clone();
-        let routing = self.state.routing;
         for i in 0..self.state.nodes.len() {
             let node = self.state.nodes[i].clone();
             let dir = self.node_dir(&node.name);
             std::fs::create_dir_all(dir.join("status"))
                 .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
             let mut pids = BTreeMap::new();
-            let mut ipam = sys::in_netns(&node.netns, bin.join("twill-ipamd"));
-            ipam.arg("--node")
-                .arg(&node.name)
-                .arg("--datastore")
-                .arg(&db);
-            ipam.arg("--socket")
-                .arg(dir.join("ipam.sock"))
-                .args(["--durability", "process-crash"]);
-            pids.insert(
-                "ipam".to_string(),
-                sys::spawn_detached(ipam, &dir.join("ipam.log"))?,
-            );
-            let mut felix = sys::in_netns(&node.netns, bin.join("felix-rs"));
-            felix
-                .arg("--node")
-                .arg(&node.name)
-                .arg("--datastore")
-                .arg(&db);
-            felix.arg("--status-dir").arg(dir.join("status"));
-            felix.arg("--mtu-file").arg(dir.join("mtu"));
-            felix.args(["--health-address", "127.0.0.1:9091"]);
-            pids.insert(
-                "felix".to_string(),
-                sys::spawn_detached(felix, &dir.join("felix.log"))?,
-            );
-            if routing == Routing::Bgp {
-                let mut bgp = sys::in_netns(&node.netns, bin.join("bgp-speaker"));
-                bgp.arg("--node")
-                    .arg(&node.name)
-                    .arg("--datastore")
-                    .arg(&db);
-                bgp.arg("--status-socket").arg(dir.join("bgp.sock"));
-                bgp.args(["--metrics-listen", "127.0.0.1:9093"]);
-                pids.insert(
-                    "bgp".to_string(),
-                    sys::spawn_detached(bgp, &dir.join("bgp.log"))?,
-                );
+            for daemon in self.daemons() {
+                pids.insert(daemon.to_string(), self.spawn_daemon(&node, daemon)?);
             }
             self.state.nodes[i].pids = pids;
             self.save()?;
@@ -477,17 +447,7 @@ impl Lab {
         let dir = self.tor_dir();
         std::fs::create_dir_all(&dir)
             .map_err(|e| LabError::io(format!("create {}", dir.display()), e))?;
-        let mut conf = format!(
-            "# The lab's top-of-rack router: eBGP with every node.\nrouter id {TOR_ADDRESS};\nlog stderr all;\nprotocol device {{ }}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; }}\n"
-        );
-        for node in &self.state.nodes {
-            let _ = writeln!(
-                conf,
-                "protocol bgp {} {{ local {TOR_ADDRESS} as {TOR_AS}; neighbor {} as {NODE_AS}; ipv4 {{ import all; export none; }}; }}",
-                bird_name(&node.name),
-                node.address
-            );
-        }
+        let conf = self.bird_conf();
         let path = dir.join("bird.conf");
         std::fs::write(&path, conf)
             .map_err(|e| LabError::io(format!("write {}", path.display()), e))?;
@@ -507,6 +467,22 @@ impl Lab {
         })
     }
 
+    /// BIRD's configuration: eBGP with every node of the lab.
+    fn bird_conf(&self) -> String {
+        let mut conf = format!(
+            "# The lab's top-of-rack router: eBGP with every node.\nrouter id {TOR_ADDRESS};\nlog stderr all;\nprotocol device {{ }}\nprotocol kernel {{ ipv4 {{ import none; export all; }}; }}\n"
+        );
+        for node in &self.state.nodes {
+            let _ = writeln!(
+                conf,
+                "protocol bgp {} {{ local {TOR_ADDRESS} as {TOR_AS}; neighbor {} as {NODE_AS}; ipv4 {{ import all; export none; }}; }}",
+                bird_name(&node.name),
+                node.address
+            );
+        }
+        conf
+    }
+
     /// BIRD's `show protocols` on the ToR (empty without a ToR).
     pub fn tor_protocols(&self) -> String {
         if self.state.tor != Tor::Bird {
@@ -524,19 +500,35 @@ impl Lab {
         .unwrap_or_default()
     }
 
+    /// The nodes whose BGP session with the ToR is Established.
+    fn tor_established(&self) -> Vec<String> {
+        match self.state.tor {
+            Tor::Bird => {
+                let text = self.tor_protocols();
+                self.state
+                    .nodes
+                    .iter()
+                    .filter(|n| {
+                        let protocol = bird_name(&n.name);
+                        text.lines().any(|l| {
+                            l.split_whitespace().next() == Some(protocol.as_str())
+                                && l.contains("Established")
+                        })
+                    })
+                    .map(|n| n.name.clone())
+                    .collect()
+            }
+            Tor::Frr => self.frr_established(),
+            Tor::None => Vec::new(),
+        }
+    }
+
     fn wait_tor_sessions(&self) -> Result<()> {
         let want = self.state.nodes.len();
         sys::wait_for(
             "every node's BGP session with the ToR to be Established",
             SETTLE_TIMEOUT,
-            || {
-                let text = self.tor_protocols();
-                let up = text
-                    .lines()
-                    .filter(|l| l.contains(" BGP ") && l.contains("Established"))
-                    .count();
-                (up == want).then_some(())
-            },
+            || (self.tor_established().len() == want).then_some(()),
         )
     }
 
@@ -589,6 +581,7 @@ impl Lab {
                 .iter()
                 .filter_map(|p| p.listener)
                 .chain(state.tor_pid)
+                .chain(state.tor_extra_pids.iter().copied())
                 .chain(state.nodes.iter().flat_map(|n| n.pids.values().copied()));
             for pid in pids {
                 if sys::alive(pid) {
@@ -831,6 +824,9 @@ impl Lab {
             },
         );
         let _ = writeln!(out, "state: {}", self.options.dir().display());
+        if !s.removed_nodes.is_empty() {
+            let _ = writeln!(out, "removed nodes: {}", s.removed_nodes.join(", "));
+        }
         let _ = writeln!(
             out,
             "\nNODE         ADDRESS        DAEMONS                                PODS"
@@ -880,6 +876,12 @@ impl Lab {
                 );
             }
         }
+        if self.state.tor == Tor::Frr {
+            let _ = writeln!(out, "\nBGP sessions on the ToR (vtysh show bgp summary):");
+            for line in self.frr_summary().lines().filter(|l| !l.trim().is_empty()) {
+                let _ = writeln!(out, "  {line}");
+            }
+        }
         let tor = self.tor_protocols();
         if !tor.is_empty() {
             let _ = writeln!(out, "\nBGP sessions on the ToR (birdc show protocols):");
@@ -912,7 +914,12 @@ impl Lab {
     /// [`LabError::Unknown`].
     pub fn log_path(&self, node: &str, daemon: &str) -> Result<PathBuf> {
         if node == "tor" {
-            return Ok(self.tor_dir().join("bird.log"));
+            let file = match (self.state.tor, daemon) {
+                (Tor::Frr, "zebra") => "zebra.log",
+                (Tor::Frr, _) => "bgpd.log",
+                _ => "bird.log",
+            };
+            return Ok(self.tor_dir().join(file));
         }
         self.state.node(node)?;
         if !["felix", "bgp", "ipam", "cni"].contains(&daemon) {
@@ -934,7 +941,8 @@ fn bird_name(node: &str) -> String {
 
 fn missing(program: &str) -> LabError {
     let hint = match program {
-        "bird" => "install the Debian package bird2",
+        "bird" | "birdc" => "install the Debian package bird2",
+        "vtysh" => "install the Debian package frr",
         _ => {
             "build it: cargo build -p felix-rs -p bgp-speaker -p twill-ipam -p twill-cni (or pass --bin-dir)"
         }

@@ -29,7 +29,7 @@ pub mod store;
 pub mod sys;
 
 pub use error::{LabError, Result};
-pub use lab::{Lab, LabOptions, Matrix, PodRequest, UpOptions};
+pub use lab::{Daemon, Lab, LabOptions, Matrix, NodeRemoval, PodRequest, UpOptions};
 pub use probe::Outcome;
 pub use scenario::{Encap, Protocol, Scenario, Tor, Verdict};
 pub use state::{LabState, Routing};

@@ -66,7 +66,7 @@ pub enum Tor {
     /// BIRD 2, eBGP with every node.
     #[default]
     Bird,
-    /// FRR (not implemented yet: refused with an error).
+    /// FRR 8 (zebra and bgpd), eBGP with every node.
     Frr,
     /// No router: nodes peer with each other only.
     None,

@@ -72,8 +72,11 @@ pub struct LabState {
     pub name: String,
     /// The ToR router.
     pub tor: Tor,
-    /// The ToR's pid (BIRD).
+    /// The ToR's pid (BIRD, or FRR's bgpd).
     pub tor_pid: Option<u32>,
+    /// The ToR's other processes (FRR's zebra).
+    #[serde(default)]
+    pub tor_extra_pids: Vec<u32>,
     /// Pod traffic encapsulation.
     pub encap: Encap,
     /// How pod routes are distributed.
@@ -89,6 +92,9 @@ pub struct LabState {
     /// Namespace → labels, as declared (`kubernetes.io/metadata.name` and
     /// `projectcalico.org/name` are added).
     pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
+    /// Nodes taken out of the lab with `lab node remove`, in order.
+    #[serde(default)]
+    pub removed_nodes: Vec<String>,
 }
 
 impl LabState {
