@@ -79,6 +79,7 @@ impl Space {
             mac: None,
             up,
             controller: None,
+            vxlan: None,
         };
         space.links.insert(
             "lo".into(),
@@ -118,6 +119,7 @@ impl Space {
             mac: Some(mac),
             up: false,
             controller: None,
+            vxlan: None,
         };
         FakeLink { info, peer: None }
     }
@@ -559,7 +561,9 @@ fn execute(
             if let Some(underlay) = &spec.underlay {
                 space.link(underlay)?;
             }
-            let link = space.new_link(&spec.name, "vxlan", spec.mtu.unwrap_or(1450), spec.mac, seq);
+            let mut link =
+                space.new_link(&spec.name, "vxlan", spec.mtu.unwrap_or(1450), spec.mac, seq);
+            link.info.vxlan = Some(crate::VxlanIdentity::of(spec));
             space.links.insert(spec.name.clone(), link);
             Ok(R::Done)
         }

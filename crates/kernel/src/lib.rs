@@ -87,7 +87,7 @@ pub mod sysctl;
 pub use addr::AddressEntry;
 pub use backend::NetlinkKernel;
 pub use error::{KernelError, KernelObject};
-pub use link::{BridgeSpec, LinkInfo, MacAddr, VethSpec, VxlanSpec};
+pub use link::{BridgeSpec, LinkInfo, MacAddr, VethSpec, VxlanIdentity, VxlanSpec};
 pub use neigh::{FdbEntry, Neighbour};
 pub use netns::NetnsPath;
 pub use nft::{NftConfig, NftTable, NftTableId};

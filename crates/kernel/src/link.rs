@@ -8,7 +8,8 @@ use std::str::FromStr;
 
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo, LinkMessage,
+    InfoData, InfoKind, InfoVeth, InfoVxlan, LinkAttribute, LinkFlags, LinkInfo as NlLinkInfo,
+    LinkMessage,
 };
 use rtnetlink::{LinkBridge, LinkMessageBuilder, LinkVxlan};
 
@@ -82,6 +83,31 @@ pub struct LinkInfo {
     pub up: bool,
     /// Name of the bridge this interface is a port of.
     pub controller: Option<String>,
+    /// VNI, port and local address, for a VXLAN device.
+    pub vxlan: Option<VxlanIdentity>,
+}
+
+/// What identifies a VXLAN device's tunnel: what it was created with and
+/// cannot change without being created again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VxlanIdentity {
+    /// VXLAN network identifier.
+    pub vni: u32,
+    /// UDP destination port.
+    pub port: u16,
+    /// Local tunnel source address.
+    pub local: Option<IpAddr>,
+}
+
+impl VxlanIdentity {
+    /// The identity a device created from `spec` has.
+    pub fn of(spec: &VxlanSpec) -> Self {
+        Self {
+            vni: spec.vni,
+            port: spec.port,
+            local: spec.local,
+        }
+    }
 }
 
 /// A veth pair to create.
@@ -200,6 +226,7 @@ fn decode(link: LinkMessage, names: &std::collections::BTreeMap<u32, String>) ->
         mac: None,
         up: link.header.flags.contains(LinkFlags::Up),
         controller: None,
+        vxlan: None,
     };
     for attr in link.attributes {
         match attr {
@@ -216,8 +243,12 @@ fn decode(link: LinkMessage, names: &std::collections::BTreeMap<u32, String>) ->
             }
             LinkAttribute::LinkInfo(infos) => {
                 for i in infos {
-                    if let NlLinkInfo::Kind(kind) = i {
-                        info.kind = Some(kind.to_string());
+                    match i {
+                        NlLinkInfo::Kind(kind) => info.kind = Some(kind.to_string()),
+                        NlLinkInfo::Data(InfoData::Vxlan(attrs)) => {
+                            info.vxlan = Some(vxlan_identity(&attrs));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -225,6 +256,24 @@ fn decode(link: LinkMessage, names: &std::collections::BTreeMap<u32, String>) ->
         }
     }
     info
+}
+
+fn vxlan_identity(attrs: &[InfoVxlan]) -> VxlanIdentity {
+    let mut identity = VxlanIdentity {
+        vni: 0,
+        port: 0,
+        local: None,
+    };
+    for attr in attrs {
+        match attr {
+            InfoVxlan::Id(vni) => identity.vni = *vni,
+            InfoVxlan::Port(port) => identity.port = *port,
+            InfoVxlan::Local(ip) => identity.local = Some(IpAddr::V4(*ip)),
+            InfoVxlan::Local6(ip) => identity.local = Some(IpAddr::V6(*ip)),
+            _ => {}
+        }
+    }
+    identity
 }
 
 fn common_attrs(msg: &mut LinkMessage, mtu: Option<u32>, mac: Option<MacAddr>) {

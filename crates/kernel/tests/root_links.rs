@@ -240,7 +240,12 @@ fn permanent_neighbours_and_vxlan_fdb_entries() {
     let mut spec = VxlanSpec::new(&vxlan, 4096, 4789);
     spec.local = Some("192.0.2.1".parse().expect("ip"));
     spec.mtu = Some(1450);
-    kernel.create_vxlan(spec).wait().expect("vxlan");
+    kernel.create_vxlan(spec.clone()).wait().expect("vxlan");
+    assert_eq!(
+        kernel.get_link(&vxlan).wait().expect("listed").vxlan,
+        Some(twill_kernel::VxlanIdentity::of(&spec)),
+        "the listing tells VNI, port and local address"
+    );
     let details = ip(&ns, &["-d", "link", "show", &vxlan]);
     assert!(
         details.contains("vxlan id 4096")

@@ -212,10 +212,6 @@ struct Router {
     my_node: Option<Object>,
     /// When each unwanted local route was first seen.
     stale_since: BTreeMap<IpNet, Instant>,
-    /// The VXLAN devices as this process last made them sure: the kernel's
-    /// listing does not show VNI, port or local address, so a change of
-    /// those is seen here (not across a restart).
-    vxlan_specs: BTreeMap<Family, twill_kernel::VxlanSpec>,
     apply_at: Option<Instant>,
     apply_delay: Duration,
     retry_min: Duration,
@@ -580,17 +576,7 @@ impl Router {
             tracing::warn!(%error, "no vxlan tunnel address yet");
         }
         let desired = self.model.desired();
-        let mut actual = self.list().await?;
-        let identity = |s: &twill_kernel::VxlanSpec| (s.vni, s.port, s.local);
-        for (family, want) in &desired.vxlan {
-            if let (Some(known), Some(have)) =
-                (self.vxlan_specs.get(family), actual.vxlan.get_mut(family))
-                && identity(&want.spec) != identity(known)
-            {
-                // Plans as a foreign device of our name: deleted and recreated.
-                have.link.kind = Some(format!("{} with another identity", family.interface()));
-            }
-        }
+        let actual = self.list().await?;
         let ripe = self.may_delete(&actual, &desired);
         let deletable =
             |r: &Route| !routing::plan::is_workload_route(r) || ripe.contains(&r.destination);
@@ -628,11 +614,6 @@ impl Router {
                 });
             }
         }
-        self.vxlan_specs = desired
-            .vxlan
-            .into_iter()
-            .map(|(family, device)| (family, device.spec))
-            .collect();
         match mtu::publish(&self.config.mtu_file, self.model.pod_mtu()) {
             Ok(true) => {
                 tracing::info!(mtu = self.model.pod_mtu(), path = %self.config.mtu_file.display(), "pod mtu published")
@@ -726,7 +707,6 @@ pub async fn run(
         known: BTreeMap::new(),
         my_node: None,
         stale_since: BTreeMap::new(),
-        vxlan_specs: BTreeMap::new(),
         apply_at: None,
         apply_delay: timers.apply_delay,
         retry_min: timers.retry_min,
@@ -785,7 +765,6 @@ mod tests {
             known: BTreeMap::new(),
             my_node: None,
             stale_since: BTreeMap::new(),
-            vxlan_specs: BTreeMap::new(),
             apply_at: None,
             apply_delay: Duration::from_millis(5),
             retry_min: Duration::from_millis(5),

@@ -19,7 +19,8 @@ use std::net::IpAddr;
 
 use ipnet::IpNet;
 use twill_kernel::{
-    AddressEntry, FdbEntry, KernelOp, LinkInfo, Neighbour, Route, WORKLOAD_INTERFACE_PREFIX,
+    AddressEntry, FdbEntry, KernelOp, LinkInfo, Neighbour, Route, VxlanIdentity,
+    WORKLOAD_INTERFACE_PREFIX,
 };
 
 use super::{Desired, Family, ROUTE_PROTOCOL, VxlanDevice};
@@ -152,10 +153,16 @@ pub fn plan(
     }
 
     // Routes.
+    // Routes through a device that goes (or is replaced) go with it.
     let have_routes: BTreeMap<IpNet, &Route> = actual
         .routes
         .iter()
         .filter(|r| r.protocol == ROUTE_PROTOCOL)
+        .filter(|r| {
+            !r.next_hops
+                .iter()
+                .any(|h| h.device.as_deref().is_some_and(|d| gone.contains(d)))
+        })
         .map(|r| (r.destination, r))
         .collect();
     let mut flows = Vec::new();
@@ -202,8 +209,13 @@ fn plan_device(
     removals: &mut Vec<KernelOp>,
 ) -> bool {
     let name = family.interface();
+    // VNI, port and local address cannot be changed in place.
+    let same_identity = |want: &VxlanDevice, have: &VxlanLink| {
+        have.link.kind.as_deref() == Some("vxlan")
+            && have.link.vxlan == Some(VxlanIdentity::of(&want.spec))
+    };
     let kept = match (want, have) {
-        (Some(want), Some(have)) if have.link.kind.as_deref() == Some("vxlan") => {
+        (Some(want), Some(have)) if same_identity(want, have) => {
             if let Some(mtu) = want.spec.mtu.filter(|m| *m != have.link.mtu) {
                 ops.push(KernelOp::SetLinkMtu {
                     name: name.into(),
@@ -225,7 +237,7 @@ fn plan_device(
             true
         }
         (Some(_), Some(_)) => {
-            // Our name on a device of another kind: replace it.
+            // Our name on a device of another kind or identity: replace it.
             ops.push(KernelOp::DeleteLink { name: name.into() });
             false
         }

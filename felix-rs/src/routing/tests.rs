@@ -244,6 +244,7 @@ fn link(name: &str, mtu: u32) -> LinkInfo {
         mac: None,
         up: true,
         controller: None,
+        vxlan: None,
     }
 }
 
@@ -695,4 +696,35 @@ fn node_specs_yield_both_families() {
     );
     assert_eq!(info.vtep(Family::V4).map(|v| v.mac), Some(MAC_A));
     assert_eq!(info.address(Family::V6), Some(net("2001:db8:1::a/64")));
+}
+
+#[tokio::test]
+async fn a_device_with_another_vni_port_or_address_is_recreated() {
+    let kernel = kernel_with_pod().await;
+    let mut m = model(VXLANMode::Always);
+    apply(
+        &kernel,
+        plan(&m.desired(), &actual(&kernel).await, |_| true),
+    )
+    .await;
+    // What the kernel lists, not what this process remembers, so a change
+    // made while felix-rs was down is seen too.
+    m.settings.vni = 7;
+    let ops = plan(&m.desired(), &actual(&kernel).await, |_| true);
+    let spec = m.desired().vxlan[&Family::V4].spec.clone();
+    assert_eq!(
+        ops[..2],
+        [
+            KernelOp::DeleteLink {
+                name: VXLAN_INTERFACE.into()
+            },
+            KernelOp::CreateVxlan(spec)
+        ]
+    );
+    apply(&kernel, ops).await;
+    assert_eq!(
+        plan(&m.desired(), &actual(&kernel).await, |_| true),
+        Vec::new(),
+        "recreated with its address, FDB and neighbours"
+    );
 }
