@@ -103,6 +103,9 @@ pub struct Neighbor {
     pub port: u16,
     /// The peer's AS (ours: iBGP).
     pub asn: u32,
+    /// The AS presented to this peer instead of the router's
+    /// (`localASNumber`).
+    pub local_asn: Option<u32>,
     /// Source address for the session.
     pub local_address: Option<IpAddr>,
     /// The peer is a route-reflector client of this node.
@@ -135,6 +138,7 @@ impl Neighbor {
             address,
             port: 179,
             asn,
+            local_asn: None,
             local_address: None,
             route_reflector_client: false,
             keepalive: Duration::from_secs(30),
@@ -163,6 +167,7 @@ impl Neighbor {
     fn policy(&self) -> PeerPolicy {
         PeerPolicy {
             asn: self.asn,
+            local_asn: self.local_asn,
             route_reflector_client: self.route_reflector_client,
             next_hop_self: self.next_hop_self,
             import: self.import.clone(),
@@ -585,7 +590,7 @@ impl Owner {
             port: neighbor.port,
             local_address: neighbor.local_address,
             config: PeerConfig {
-                local_as: self.config.asn,
+                local_as: neighbor.local_asn.unwrap_or(self.config.asn),
                 remote_as: neighbor.asn,
                 local_id: self.config.router_id,
                 hold_time: u16::try_from(neighbor.hold.as_secs()).unwrap_or(u16::MAX),

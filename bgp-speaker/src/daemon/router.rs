@@ -144,6 +144,7 @@ pub fn neighbor(peer: &PeerConfig) -> Neighbor {
         address: peer.address,
         port: peer.port,
         asn: peer.asn,
+        local_asn: peer.local_asn,
         local_address: peer.local_address,
         route_reflector_client: peer.route_reflector_client,
         keepalive: peer.keepalive,

@@ -151,6 +151,10 @@ impl Dest {
 pub struct PeerPolicy {
     /// The peer's AS (equal to ours: iBGP).
     pub asn: u32,
+    /// The AS this router presents to the peer instead of its own
+    /// (BGPPeer `localASNumber`): the session is iBGP when the peer's AS
+    /// equals it, and it is what eBGP exports prepend.
+    pub local_asn: Option<u32>,
     /// The peer is a route-reflector client of this router.
     pub route_reflector_client: bool,
     /// Send routes to this iBGP peer with this router as next hop.
@@ -159,6 +163,18 @@ pub struct PeerPolicy {
     pub import: Filter,
     /// Export filter.
     pub export: Filter,
+}
+
+impl PeerPolicy {
+    /// The AS this router is towards the peer, its own being `router_asn`.
+    pub fn own_asn(&self, router_asn: u32) -> u32 {
+        self.local_asn.unwrap_or(router_asn)
+    }
+
+    /// Whether the session is iBGP.
+    pub fn is_ibgp(&self, router_asn: u32) -> bool {
+        self.asn == self.own_asn(router_asn)
+    }
 }
 
 /// What an Established session tells the RIB.
@@ -336,7 +352,7 @@ impl Rib {
             return;
         };
         let ctx = FilterContext {
-            ibgp: peer.policy.asn == self.config.asn,
+            ibgp: peer.policy.is_ibgp(self.config.asn),
             from_peer: true,
         };
         let mut accepted = 0;
@@ -429,9 +445,11 @@ impl Rib {
         }
     }
 
-    /// True when a route from `address` with `attrs` must be dropped as a loop.
-    fn is_loop(&self, ibgp: bool, attrs: &Attrs) -> bool {
-        if !ibgp && attrs.as_path.contains(&self.config.asn) {
+    /// True when a route from a peer with `policy` with `attrs` must be
+    /// dropped as a loop.
+    fn is_loop(&self, policy: &PeerPolicy, attrs: &Attrs) -> bool {
+        let own = [self.config.asn, policy.own_asn(self.config.asn)];
+        if !policy.is_ibgp(self.config.asn) && attrs.as_path.iter().any(|a| own.contains(a)) {
             return true;
         }
         attrs.originator_id == Some(self.config.router_id)
@@ -443,12 +461,12 @@ impl Rib {
         let Some(peer) = self.peers.get(&address) else {
             return;
         };
-        let ibgp = peer.policy.asn == self.config.asn;
+        let policy = peer.policy.clone();
         for prefix in received.withdrawn {
             self.withdraw(address, prefix);
         }
         for (attrs, prefixes) in received.announced {
-            if self.is_loop(ibgp, &attrs) {
+            if self.is_loop(&policy, &attrs) {
                 for prefix in prefixes {
                     self.withdraw(address, prefix);
                 }
@@ -466,7 +484,7 @@ impl Rib {
             return;
         };
         let ctx = FilterContext {
-            ibgp: peer.policy.asn == self.config.asn,
+            ibgp: peer.policy.is_ibgp(self.config.asn),
             from_peer: true,
         };
         let attrs = policy::apply(&peer.policy.import, &prefix, &received, ctx);
@@ -560,7 +578,7 @@ impl Rib {
                 (
                     *a,
                     SourceInfo {
-                        ibgp: p.policy.asn == asn,
+                        ibgp: p.policy.is_ibgp(asn),
                         router_id: p.router_id,
                     },
                 )
@@ -634,7 +652,7 @@ impl Rib {
         let dest = self.table.get(prefix)?;
         let best = dest.best()?;
         let attrs = best.attrs.as_ref()?;
-        let to_ibgp = peer.policy.asn == self.config.asn;
+        let to_ibgp = peer.policy.is_ibgp(self.config.asn);
         if attrs.communities.contains(&NO_ADVERTISE)
             || (!to_ibgp && attrs.communities.contains(&NO_EXPORT))
         {
@@ -645,7 +663,7 @@ impl Rib {
             Source::Peer(from) if from == address => return None,
             Source::Peer(from) => {
                 let source = self.peers.get(&from)?;
-                let from_ibgp = source.policy.asn == self.config.asn;
+                let from_ibgp = source.policy.is_ibgp(self.config.asn);
                 if from_ibgp && to_ibgp {
                     if !self.reflector() {
                         return None;
@@ -676,7 +694,7 @@ impl Rib {
                 out.next_hop_link_local = None;
             }
         } else {
-            out.as_path.insert(0, self.config.asn);
+            out.as_path.insert(0, peer.policy.own_asn(self.config.asn));
             out.as_path_len += 1;
             out.local_pref = None;
             out.originator_id = None;

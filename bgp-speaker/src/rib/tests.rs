@@ -37,6 +37,7 @@ fn rib_with(cluster_id: Option<Ipv4Addr>) -> Rib {
 fn policy(asn: u32) -> PeerPolicy {
     PeerPolicy {
         asn,
+        local_asn: None,
         route_reflector_client: false,
         next_hop_self: false,
         import: Filter::default(),
@@ -500,6 +501,64 @@ fn ebgp_export_prepends_sets_next_hop_self_and_strips_ibgp_attributes() {
     assert_eq!(out.med, None);
     assert_eq!(out.originator_id, None);
     assert!(out.cluster_list.is_empty());
+}
+
+#[test]
+fn a_local_as_number_replaces_ours_towards_that_peer_only() {
+    const LOCAL: u32 = 65010;
+    let mut rib = rib_with(None);
+    let mut disguised = policy(OTHER_AS);
+    disguised.local_asn = Some(LOCAL);
+    up(&mut rib, "192.0.2.1", "1.1.1.1", policy(ASN));
+    up(&mut rib, "192.0.2.2", "2.2.2.2", disguised);
+    up(&mut rib, "192.0.2.3", "3.3.3.3", policy(OTHER_AS));
+    rib.announce(
+        ip("192.0.2.1"),
+        net("10.10.0.0/24"),
+        attrs("192.0.2.1", |_| {}),
+    );
+    rib.process();
+    assert_eq!(
+        rib.adj_rib_out(&ip("192.0.2.2"))[&net("10.10.0.0/24")].as_path,
+        vec![LOCAL],
+        "the peering with localASNumber prepends it"
+    );
+    assert_eq!(
+        rib.adj_rib_out(&ip("192.0.2.3"))[&net("10.10.0.0/24")].as_path,
+        vec![ASN],
+        "other eBGP peers still see our AS"
+    );
+    // A peer in the local AS is iBGP: it gets an eBGP-learned route with
+    // no prepend and a local preference, and no iBGP-learned one.
+    let mut same = policy(LOCAL);
+    same.local_asn = Some(LOCAL);
+    up(&mut rib, "192.0.2.4", "4.4.4.4", same);
+    rib.announce(
+        ip("192.0.2.3"),
+        net("10.30.0.0/24"),
+        attrs("192.0.2.3", |a| a.as_path = vec![OTHER_AS]),
+    );
+    rib.process();
+    let out = rib.adj_rib_out(&ip("192.0.2.4"));
+    assert_eq!(out[&net("10.30.0.0/24")].as_path, vec![OTHER_AS]);
+    assert!(out[&net("10.30.0.0/24")].local_pref.is_some());
+    assert!(!out.contains_key(&net("10.10.0.0/24")), "iBGP to iBGP");
+    // A route carrying the local AS is a loop on that session.
+    rib.receive(
+        ip("192.0.2.2"),
+        Received {
+            announced: vec![(
+                attrs("192.0.2.2", |a| a.as_path = vec![OTHER_AS, LOCAL]),
+                vec![net("10.20.0.0/24")],
+            )],
+            withdrawn: Vec::new(),
+        },
+    );
+    rib.process();
+    assert!(
+        !rib.adj_rib_out(&ip("192.0.2.1"))
+            .contains_key(&net("10.20.0.0/24"))
+    );
 }
 
 #[test]
