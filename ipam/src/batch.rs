@@ -171,7 +171,14 @@ impl Ipam {
         let usable = |b: &Stored<IPAMBlockSpec>| {
             !b.object.spec.deleted && b.object.spec.host() == Some(node)
         };
-        let block = store::get::<IPAMBlockSpec>(self.store(), &name)?;
+        // The block as this service last wrote it saves a read and a decode
+        // per batch; a stale copy fails the revision precondition below and
+        // is read afresh, so it can cost a retry but never a wrong write.
+        let cached = self.block_cache().remove(&name);
+        let block = match cached {
+            Some(b) => Some(b),
+            None => store::get::<IPAMBlockSpec>(self.store(), &name)?,
+        };
         let Some(mut block) = block.filter(usable) else {
             self.forget(Some(node), net);
             return Ok(Vec::new());
@@ -221,7 +228,13 @@ impl Ipam {
                 precondition: Precondition::Revision(next.revision),
             });
             match self.store().txn(&ops) {
-                Ok(_) => return Ok(served),
+                Ok(written) => {
+                    if let Some(revision) = written.last().map(|o| o.revision) {
+                        next.revision = revision;
+                        self.block_cache().insert(name, next);
+                    }
+                    return Ok(served);
+                }
                 Err(
                     StoreError::Conflict { key, .. }
                     | StoreError::NotFound { key }

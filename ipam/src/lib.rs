@@ -85,11 +85,13 @@ pub use pool::{DEFAULT_COOLDOWN, DEFAULT_MAX_BLOCKS_PER_HOST, EffectiveConfig};
 
 /// The IPAM allocator over one datastore. Cheap to share; it caches which
 /// blocks each node owns, those last seen with room first (a hint, always
-/// re-checked against the store).
+/// re-checked against the store), and the blocks batched allocation last
+/// wrote (written back only on the revision they were read at).
 pub struct Ipam {
     store: Arc<dyn Datastore>,
     clock: Arc<dyn Clock>,
     affine: Mutex<HashMap<String, Vec<IpNet>>>,
+    blocks: Mutex<HashMap<String, store::Stored<twill_api::ipam::IPAMBlockSpec>>>,
 }
 
 impl std::fmt::Debug for Ipam {
@@ -110,6 +112,7 @@ impl Ipam {
             store,
             clock,
             affine: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(HashMap::new()),
         }
     }
 
@@ -125,5 +128,11 @@ impl Ipam {
 
     fn affine_cache(&self) -> MutexGuard<'_, HashMap<String, Vec<IpNet>>> {
         self.affine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn block_cache(
+        &self,
+    ) -> MutexGuard<'_, HashMap<String, store::Stored<twill_api::ipam::IPAMBlockSpec>>> {
+        self.blocks.lock().unwrap_or_else(|p| p.into_inner())
     }
 }

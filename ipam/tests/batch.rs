@@ -109,3 +109,36 @@ fn a_batch_larger_than_the_free_space_continues_in_a_newly_claimed_block() {
     );
     assert!(f.problems().is_empty(), "{:?}", f.problems());
 }
+
+#[test]
+fn a_block_written_elsewhere_since_the_last_batch_is_read_again_not_overwritten() {
+    let f = Fixture::new();
+    f.pool("pool", "10.0.0.0/24", 26).node("n1", &[]);
+    let batching = f.ipam();
+    // Another allocator over the same datastore: another process, or the
+    // collector, writing the same block between two batches.
+    let other = f.ipam();
+    let mut ips = std::collections::BTreeSet::new();
+    // (who allocates, first request number, how many)
+    let steps = [
+        ("batch", 0, 8),
+        ("other", 100, 3),
+        ("batch", 200, 8),
+        ("other", 300, 1),
+        ("batch", 400, 8),
+    ];
+    for (who, from, count) in steps {
+        let batch = requests("n1", from, count);
+        let results = if who == "batch" {
+            batching.allocate_many(&batch)
+        } else {
+            batch.iter().map(|r| other.allocate(r)).collect()
+        };
+        for result in results {
+            let got = result.unwrap_or_else(|e| panic!("{who} from {from}: {e}"));
+            assert!(ips.insert(got[0].ip), "{} handed out twice", got[0].ip);
+        }
+    }
+    assert_eq!(ips.len(), 28);
+    assert!(f.problems().is_empty(), "{:?}", f.problems());
+}

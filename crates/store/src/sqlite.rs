@@ -399,7 +399,26 @@ impl SqliteStore {
                 value,
                 precondition,
             } => {
-                Self::check(tx, path, key, *precondition)?;
+                // Only the revision: reading the old body would read every
+                // overflow page of a large object for nothing.
+                let actual = tx
+                    .prepare_cached(
+                        "SELECT revision FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                    )
+                    .and_then(|mut stmt| {
+                        stmt.query_row(
+                            params![
+                                key.kind,
+                                namespace_column(key.namespace.as_deref()),
+                                key.name
+                            ],
+                            |row| row.get::<_, i64>(0),
+                        )
+                        .optional()
+                    })
+                    .map_err(|e| sql_error(path, "read object", e))?
+                    .ok_or_else(|| Error::NotFound { key: key.clone() })?;
+                precondition.check(key, from_sql_revision(actual))?;
                 write(key, value, EVENT_MODIFIED)
             }
             Op::Delete { key, precondition } => {
@@ -443,11 +462,10 @@ impl SqliteStore {
         body: &str,
     ) -> Result<i64> {
         let revision: i64 = tx
-            .query_row(
+            .prepare_cached(
                 "UPDATE meta SET value = value + 1 WHERE name = 'revision' RETURNING value",
-                [],
-                |row| row.get(0),
             )
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)))
             .map_err(|e| sql_error(path, "bump revision", e))?;
         tx.prepare_cached(
             "INSERT INTO events (revision, kind, namespace, name, type, value)
