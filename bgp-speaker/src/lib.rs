@@ -21,8 +21,8 @@
 //! * [`daemon`] — list-watches → one owner task → the IPv4 and IPv6 routers
 //!   and the blackhole routes of this node's blocks (protocol 203); health
 //!   and Prometheus metrics.
-//! * [`status`] — `twill node status` over a unix socket; [`md5`] — TCP MD5
-//!   (RFC 2385) keys on sockets.
+//! * [`status`] — `twill node status` over a unix socket; [`sockopt`] — TCP MD5
+//!   (RFC 2385) keys and the GTSM minimum TTL (RFC 5082) on sockets.
 //!
 //! ```text
 //!   datastore list-watches --> daemon owner task --config::desired()--+
@@ -42,9 +42,9 @@
 pub mod config;
 pub mod daemon;
 pub mod fsm;
-pub mod md5;
 pub mod packet;
 pub mod rib;
 pub mod router;
+pub mod sockopt;
 pub mod speaker;
 pub mod status;

@@ -129,6 +129,9 @@ pub struct Neighbor {
     pub next_hop_self: bool,
     /// Wait for the peer to connect; never initiate.
     pub passive: bool,
+    /// GTSM (RFC 5082, BGPPeer `ttlSecurity`): the peer is at most this many
+    /// hops away. `None` or 0: off.
+    pub ttl_security: Option<u8>,
 }
 
 impl Neighbor {
@@ -150,6 +153,7 @@ impl Neighbor {
             description: String::new(),
             next_hop_self: false,
             passive: false,
+            ttl_security: None,
         }
     }
 
@@ -162,6 +166,7 @@ impl Neighbor {
             || self.password != other.password
             || self.max_restart_time != other.max_restart_time
             || self.passive != other.passive
+            || self.ttl_security != other.ttl_security
     }
 
     fn policy(&self) -> PeerPolicy {
@@ -589,6 +594,7 @@ impl Owner {
             address: neighbor.address,
             port: neighbor.port,
             local_address: neighbor.local_address,
+            ttl_security: neighbor.ttl_security,
             config: PeerConfig {
                 local_as: neighbor.local_asn.unwrap_or(self.config.asn),
                 remote_as: neighbor.asn,

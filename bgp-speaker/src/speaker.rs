@@ -28,9 +28,11 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, AsRawFd};
 use std::sync::Arc;
 use std::time::Instant;
 
+use nix::sys::socket::{setsockopt, sockopt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
@@ -41,6 +43,7 @@ use crate::fsm::{
     collision_winner,
 };
 use crate::packet::{self, DecodeError, Family, Update};
+use crate::sockopt::set_int_option;
 
 /// One peer to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +54,10 @@ pub struct PeerSpec {
     pub port: u16,
     /// Local address to connect from, if any.
     pub local_address: Option<IpAddr>,
+    /// GTSM (RFC 5082): the peer is at most this many hops away; session
+    /// packets are sent with TTL 255 and received ones below `256 - hops`
+    /// dropped. `None` (or 0) turns it off.
+    pub ttl_security: Option<u8>,
     /// Session configuration.
     pub config: PeerConfig,
 }
@@ -362,6 +369,15 @@ impl Owner {
                     attempt: None,
                     restart: None,
                 };
+                // The kernel answers a SYN from the listener, before our
+                // accept: a GTSM peer drops that SYN-ACK unless the listener
+                // sends with TTL 255 too.
+                if let Some(listener) = &self.listener
+                    && gtsm_min_ttl(peer.spec.ttl_security.unwrap_or(0)).is_some()
+                    && let Err(error) = set_gtsm_ttl(listener.as_ref(), address)
+                {
+                    tracing::warn!(peer = %address, %error, "cannot set the gtsm ttl on the listener");
+                }
                 self.peers.insert(address, peer);
                 self.event(address, Which::Primary, Event::ManualStart);
             }
@@ -399,7 +415,7 @@ impl Owner {
             Msg::Command(Command::SetPassword { peer, password }) => {
                 if let Some(listener) = &self.listener {
                     let key = password.as_deref().unwrap_or_default();
-                    if let Err(error) = crate::md5::set_md5_key(listener.as_ref(), peer, key) {
+                    if let Err(error) = crate::sockopt::set_md5_key(listener.as_ref(), peer, key) {
                         tracing::warn!(%peer, %error, "cannot set the tcp md5 key on the listener");
                     }
                 }
@@ -496,6 +512,16 @@ impl Owner {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
+        // The listener is shared by all peers: GTSM goes on the accepted
+        // socket before anything is read from it. A segment the kernel queued
+        // before this (at most the peer's OPEN) still gets through; nothing
+        // after it does, so such a session never reaches Established here.
+        if let Some(hops) = peer.spec.ttl_security
+            && let Err(error) = apply_ttl_security(&stream, address, hops)
+        {
+            tracing::warn!(%address, %error, "refusing the connection: ttl security not set");
+            return;
+        }
         match peer.primary.session.state() {
             State::Connect | State::Active => {
                 peer.attempt = None;
@@ -709,13 +735,108 @@ async fn connect(spec: &PeerSpec, password: Option<&[u8]>) -> std::io::Result<Tc
         TcpSocket::new_v6()?
     };
     if let Some(key) = password {
-        crate::md5::set_md5_key(&socket, spec.address, key)?;
+        crate::sockopt::set_md5_key(&socket, spec.address, key)?;
+    }
+    if let Some(hops) = spec.ttl_security
+        && let Err(error) = apply_ttl_security(&socket, spec.address, hops)
+    {
+        tracing::warn!(peer = %spec.address, %error, "not connecting: ttl security not set");
+        return Err(std::io::Error::other(error));
     }
     if let Some(local) = spec.local_address {
         socket.bind(SocketAddr::new(local, 0))?;
     }
     socket.set_nodelay(true)?;
     socket.connect(remote).await
+}
+
+/// The TTL (IPv6: hop limit) of every packet of a GTSM session (RFC 5082).
+pub const GTSM_TTL: u8 = 255;
+
+/// The lowest TTL (IPv6: hop limit) GTSM accepts from a peer `hops` hops
+/// away: `256 - hops`, since each router on the way decrements the 255 the
+/// peer sent. `None` for 0 hops (Calico's unset `ttlSecurity`: off).
+pub fn gtsm_min_ttl(hops: u8) -> Option<u8> {
+    hops.checked_sub(1)
+        .map(|beyond_first| GTSM_TTL - beyond_first)
+}
+
+/// A GTSM socket option the kernel refused; the session does not start.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set {option} to {value} for ttl security with peer {peer}: {source}")]
+pub struct TtlSecurityError {
+    /// The peer the socket is for.
+    pub peer: IpAddr,
+    /// The socket option (`IP_TTL`, `IP_MINTTL`, `IPV6_UNICAST_HOPS`,
+    /// `IPV6_MINHOPCOUNT`).
+    pub option: &'static str,
+    /// The value it was set to.
+    pub value: u8,
+    /// Why the kernel refused it.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Makes `socket` a GTSM socket for `peer`, `hops` hops away: sends with TTL
+/// 255 and drops what arrives with a lower TTL than [`gtsm_min_ttl`]. Nothing
+/// to do for 0 hops.
+///
+/// The options follow the peer's family, not the socket's: an IPv4 peer on
+/// an IPv6 socket (IPv4-mapped) is reached over IPv4, and Linux accepts the
+/// IPv4 options on such a socket.
+///
+/// # Errors
+///
+/// [`TtlSecurityError`] naming the peer and the option the kernel refused.
+pub fn apply_ttl_security(
+    socket: &(impl AsFd + AsRawFd),
+    peer: IpAddr,
+    hops: u8,
+) -> Result<(), TtlSecurityError> {
+    let Some(min_ttl) = gtsm_min_ttl(hops) else {
+        return Ok(());
+    };
+    set_gtsm_ttl(socket, peer)?;
+    let (level, option, name) = if peer.to_canonical().is_ipv4() {
+        (libc::IPPROTO_IP, libc::IP_MINTTL, "IP_MINTTL")
+    } else {
+        (
+            libc::IPPROTO_IPV6,
+            libc::IPV6_MINHOPCOUNT,
+            "IPV6_MINHOPCOUNT",
+        )
+    };
+    let result = set_int_option(socket, level, option, libc::c_int::from(min_ttl));
+    named(peer, name, min_ttl, result)
+}
+
+/// The send half of GTSM: packets to `peer` from `socket` leave with TTL
+/// (IPv6: hop limit) 255. Alone it is what a shared listener needs, so that
+/// the SYN-ACK the kernel sends before `accept` reaches a GTSM peer.
+fn set_gtsm_ttl(socket: &impl AsFd, peer: IpAddr) -> Result<(), TtlSecurityError> {
+    let ttl = libc::c_int::from(GTSM_TTL);
+    if peer.to_canonical().is_ipv4() {
+        let result = setsockopt(socket, sockopt::Ipv4Ttl, &ttl).map_err(std::io::Error::from);
+        named(peer, "IP_TTL", GTSM_TTL, result)
+    } else {
+        let result = setsockopt(socket, sockopt::Ipv6Ttl, &ttl).map_err(std::io::Error::from);
+        named(peer, "IPV6_UNICAST_HOPS", GTSM_TTL, result)
+    }
+}
+
+/// Names the peer, option and value in a failure to set a GTSM option.
+fn named(
+    peer: IpAddr,
+    option: &'static str,
+    value: u8,
+    result: std::io::Result<()>,
+) -> Result<(), TtlSecurityError> {
+    result.map_err(|source| TtlSecurityError {
+        peer,
+        option,
+        value,
+        source,
+    })
 }
 
 /// Splits a connection into a reader task (framing only) and a writer task.
@@ -779,5 +900,25 @@ fn attach(
         local,
         writer,
         reader,
+    }
+}
+
+#[cfg(test)]
+mod gtsm_tests {
+    use super::*;
+
+    #[test]
+    fn min_ttl_is_256_minus_hops_and_zero_hops_is_off() {
+        let cases: [(u8, Option<u8>); 6] = [
+            (0, None),
+            (1, Some(255)),
+            (2, Some(254)),
+            (3, Some(253)),
+            (254, Some(2)),
+            (255, Some(1)),
+        ];
+        for (hops, expected) in cases {
+            assert_eq!(gtsm_min_ttl(hops), expected, "hops {hops}");
+        }
     }
 }

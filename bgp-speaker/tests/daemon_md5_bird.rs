@@ -1,5 +1,5 @@
 //! TCP MD5 (RFC 2385) interop with BIRD 2: BIRD connects with a password to
-//! Twill's listener, keyed through `bgp_speaker::md5::set_md5_key`; the
+//! Twill's listener, keyed through `bgp_speaker::sockopt::set_md5_key`; the
 //! session reaches Established with the right key and never with a wrong one
 //! (the kernel drops the unsigned or mis-signed SYNs).
 //!
@@ -16,7 +16,7 @@ mod common;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
-use bgp_speaker::md5::set_md5_key;
+use bgp_speaker::sockopt::set_md5_key;
 use bgp_speaker::speaker::{Command, Speaker};
 use tokio::net::TcpSocket;
 use twill_integration::require_root;

@@ -47,12 +47,14 @@ async fn passive_and_active_twill_speakers_establish_exchange_an_update_and_ceas
         address: LOOPBACK,
         port: 179,
         local_address: None,
+        ttl_security: None,
         config: config(Ipv4Addr::new(10, 0, 0, 1), true, 30),
     })));
     active.command(Command::AddPeer(Box::new(PeerSpec {
         address: LOOPBACK,
         port,
         local_address: Some(LOOPBACK),
+        ttl_security: None,
         config: config(Ipv4Addr::new(10, 0, 0, 2), false, 90),
     })));
 
@@ -122,6 +124,7 @@ async fn a_silent_peer_is_dropped_with_hold_timer_expired_after_the_negotiated_h
         address: LOOPBACK,
         port,
         local_address: None,
+        ttl_security: None,
         config: config(Ipv4Addr::new(10, 0, 0, 1), false, 90),
     })));
     let (mut stream, _) = listener.accept().await.unwrap();
@@ -186,12 +189,14 @@ async fn two_active_speakers_converge_on_one_established_session() {
         address: LOOPBACK,
         port: port_b,
         local_address: Some(LOOPBACK),
+        ttl_security: None,
         config: config(Ipv4Addr::new(10, 0, 0, 1), false, 90),
     })));
     b.command(Command::AddPeer(Box::new(PeerSpec {
         address: LOOPBACK,
         port: port_a,
         local_address: Some(LOOPBACK),
+        ttl_security: None,
         config: config(Ipv4Addr::new(10, 0, 0, 2), false, 90),
     })));
     assert!(matches!(next(&mut rib_a).await, RibMsg::Up { .. }));
@@ -250,6 +255,7 @@ async fn a_connection_collision_keeps_the_connection_of_the_higher_bgp_identifie
             address: LOOPBACK,
             port: their_port,
             local_address: None,
+            ttl_security: None,
             config: config(Ipv4Addr::new(10, 0, 0, 1), false, 90),
         })));
         // Connection 1: opened by the speaker.

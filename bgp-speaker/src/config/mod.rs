@@ -54,7 +54,9 @@
 //!   Twill uses BIRD's 240 s hold and 80 s keepalive), `maxRestartTime`,
 //!   `sourceAddress` (`UseNodeIP`, the default, binds the node's address;
 //!   `None` lets the kernel choose), `nextHopMode`/`keepOriginalNextHop`,
-//!   `localASNumber`, `ttlSecurity`, `filters`.
+//!   `localASNumber`, `ttlSecurity` (GTSM, RFC 5082: the session's packets
+//!   leave with TTL 255 and arrive with at least `256 - ttlSecurity`, else
+//!   they are dropped; 0 is off), `filters`.
 //! * **Route-reflector clients**: when this node is a route reflector, an
 //!   iBGP peer (same AS) that is not a reflector of the same cluster is a
 //!   client.
@@ -232,7 +234,7 @@ pub struct PeerConfig {
     pub max_restart_time: Option<Duration>,
     /// Next-hop handling for routes sent to the peer.
     pub next_hop: NextHop,
-    /// GTSM: the peer is at most this many hops away.
+    /// GTSM: the peer is at most this many hops away (0: off).
     pub ttl_security: Option<u8>,
     /// Routes accepted from the peer.
     pub import: Filter,

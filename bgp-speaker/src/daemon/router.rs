@@ -157,6 +157,7 @@ pub fn neighbor(peer: &PeerConfig) -> Neighbor {
         description: peer.name.clone(),
         next_hop_self: peer.next_hop == NextHop::SelfAddress,
         passive: peer.passive,
+        ttl_security: peer.ttl_security,
     }
 }
 

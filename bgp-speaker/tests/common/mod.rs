@@ -73,6 +73,7 @@ pub fn ebgp_peer(address: Ipv4Addr, local: Ipv4Addr) -> PeerSpec {
         address: IpAddr::V4(address),
         port: 179,
         local_address: Some(IpAddr::V4(local)),
+        ttl_security: None,
         config: PeerConfig {
             local_as: 64512,
             remote_as: 64513,

@@ -1,4 +1,5 @@
-//! TCP MD5 signatures (RFC 2385) for BGP sessions.
+//! Socket options of BGP sessions that no safe wrapper covers: TCP MD5
+//! signatures (RFC 2385) and the GTSM minimum TTL (RFC 5082).
 //!
 //! BGP peers protect their TCP connection with a shared password: every
 //! segment carries an MD5 digest of the segment and the key, and the kernel
@@ -10,7 +11,9 @@
 //! * on a **connecting** socket, before `connect`.
 //!
 //! Neither libc, nix nor socket2 wraps this option, so [`set_md5_key`] is the
-//! one place in Twill's BGP speaker with an `unsafe` block.
+//! one place in Twill's BGP speaker with an `unsafe` block. The minimum-TTL
+//! options of GTSM (RFC 5082: `IP_MINTTL`, `IPV6_MINHOPCOUNT`) are not wrapped
+//! either; [`set_int_option`] sets them with the same audited call.
 
 use std::io;
 use std::net::IpAddr;
@@ -118,6 +121,54 @@ fn setsockopt_tcp_md5sig(fd: i32, option: &[u8; TCP_MD5SIG_LEN]) -> io::Result<(
             libc::IPPROTO_TCP,
             libc::TCP_MD5SIG,
             option.as_ptr().cast::<libc::c_void>(),
+            len,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Sets an integer socket option that no safe wrapper covers (the GTSM
+/// minimum TTL). `level` and `name` are a `setsockopt` level and option name
+/// whose value is a C `int`.
+///
+/// # Errors
+///
+/// Any error of `setsockopt`.
+pub(crate) fn set_int_option(
+    socket: &impl AsRawFd,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    setsockopt_int(socket.as_raw_fd(), level, name, value)
+}
+
+#[allow(
+    unsafe_code,
+    reason = "IP_MINTTL and IPV6_MINHOPCOUNT have no safe wrapper in libc, nix or socket2"
+)]
+fn setsockopt_int(
+    fd: i32,
+    level: libc::c_int,
+    name: libc::c_int,
+    value: libc::c_int,
+) -> io::Result<()> {
+    let len = libc::socklen_t::try_from(std::mem::size_of::<libc::c_int>())
+        .expect("an int's size fits in socklen_t");
+    // SAFETY: `fd` is a descriptor borrowed from a live socket for the duration
+    // of the call; the option value points to one initialised `c_int` on this
+    // stack frame, `len` is its size, and the kernel only reads it
+    // (copy_from_user) without retaining the pointer.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            std::ptr::from_ref(&value).cast::<libc::c_void>(),
             len,
         )
     };
