@@ -62,7 +62,7 @@ pub struct RenderConfig {
     /// Prefix of workload interfaces (`twl`).
     pub interface_prefix: String,
     /// Twill's own interfaces that share the prefix but are not workloads
-    /// (the VXLAN device): never dispatched, never dropped as unknown.
+    /// (the VXLAN devices): never dispatched, never dropped as unknown.
     pub not_workloads: Vec<String>,
     /// Workload-to-host default action.
     pub endpoint_to_host: EndpointToHost,
@@ -111,7 +111,10 @@ impl Default for RenderConfig {
     fn default() -> Self {
         Self {
             interface_prefix: twill_kernel::WORKLOAD_INTERFACE_PREFIX.to_string(),
-            not_workloads: vec![twill_kernel::VXLAN_INTERFACE.to_string()],
+            not_workloads: crate::routing::Family::ALL
+                .iter()
+                .map(|f| f.interface().to_string())
+                .collect(),
             endpoint_to_host: EndpointToHost::Drop,
             failsafe_inbound: FelixConfigurationSpec::default().effective_failsafe_inbound(),
             failsafe_outbound: FelixConfigurationSpec::default().effective_failsafe_outbound(),
