@@ -8,36 +8,16 @@
 
 #![allow(clippy::unwrap_used)] // Setup failures panic, which fails the test.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
+
+use std::path::Path;
+
+use common::{REPO, TestLab, ready};
 
 use twill_lab::scenario::{MatrixSpec, ProbeSpec, Step};
 use twill_lab::{Protocol, Scenario, Verdict};
 
-const LAB: &str = env!("CARGO_BIN_EXE_twill-lab");
-const REPO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
 const SCENARIOS: &str = "examples/scenarios/conformance";
-
-fn bin_dir() -> PathBuf {
-    Path::new(LAB).parent().unwrap().to_path_buf()
-}
-
-/// Root, BIRD and the built daemons, or a skip (a failure in CI).
-fn ready() -> bool {
-    if !twill_integration::require_root() {
-        return false;
-    }
-    let dir = bin_dir();
-    let daemons: Vec<String> = ["felix-rs", "bgp-speaker", "twill-ipamd", "twill-cni"]
-        .iter()
-        .map(|d| dir.join(d).display().to_string())
-        .collect();
-    let daemons: Vec<&str> = daemons.iter().map(String::as_str).collect();
-    twill_integration::require_programs(
-        &daemons,
-        "none: cargo build -p felix-rs -p bgp-speaker -p twill-ipam -p twill-cni",
-    ) && twill_integration::require_programs(&["bird", "birdc", "ss"], "bird2, iproute2")
-}
 
 /// The conformance scenario files, relative to the repository, sorted.
 fn scenario_files() -> Vec<String> {
@@ -51,53 +31,6 @@ fn scenario_files() -> Vec<String> {
     files
 }
 
-/// A lab of its own: a unique name and state root, removed on drop.
-struct TestLab {
-    name: String,
-    root: PathBuf,
-}
-
-impl TestLab {
-    fn new(index: usize) -> Self {
-        let name = format!("c{}x{index}", std::process::id() % 100_000);
-        let root = std::env::temp_dir().join(format!("twill-lab-test-{name}"));
-        Self { name, root }
-    }
-
-    fn command(&self) -> Command {
-        let mut command = Command::new(LAB);
-        command
-            .arg("--name")
-            .arg(&self.name)
-            .arg("--state-root")
-            .arg(&self.root)
-            .arg("--bin-dir")
-            .arg(bin_dir())
-            .current_dir(REPO);
-        command
-    }
-
-    fn run(&self, file: &str) -> Output {
-        self.command().arg("run").arg(file).output().unwrap()
-    }
-
-    /// The lab's network namespaces still present.
-    fn namespaces(&self) -> Vec<String> {
-        let prefix = format!("twill-{}-", self.name);
-        twill_integration::leak::netns_names()
-            .into_iter()
-            .filter(|n| n.starts_with(&prefix))
-            .collect()
-    }
-}
-
-impl Drop for TestLab {
-    fn drop(&mut self) {
-        let _ = self.command().arg("down").output();
-        let _ = std::fs::remove_dir_all(&self.root);
-    }
-}
-
 /// What one scenario run found, for the report.
 struct Finding {
     file: String,
@@ -105,9 +38,9 @@ struct Finding {
     report: String,
 }
 
-fn run_scenario(index: usize, file: &str) -> Finding {
-    let lab = TestLab::new(index);
-    let output = lab.run(file);
+fn run_scenario(file: &str) -> Finding {
+    let lab = TestLab::new();
+    let output = lab.run(&["run", file]);
     let stdout = String::from_utf8_lossy(&output.stdout);
     let summary = stdout
         .lines()
@@ -212,8 +145,7 @@ fn every_conformance_scenario_matches_its_expected_grids_and_tears_down() {
     let findings: Vec<Finding> = std::thread::scope(|scope| {
         let runs: Vec<_> = files
             .iter()
-            .enumerate()
-            .map(|(i, file)| scope.spawn(move || run_scenario(i, file)))
+            .map(|file| scope.spawn(move || run_scenario(file)))
             .collect();
         runs.into_iter().map(|run| run.join().unwrap()).collect()
     });
