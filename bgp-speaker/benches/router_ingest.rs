@@ -351,24 +351,7 @@ mod sessions {
     /// only (BIRD `export none`, FRR a deny-all route-map, GoBGP reject).
     fn export_none() -> Filter {
         Filter {
-            rules: vec![FilterRule {
-                ipv4: true,
-                cidr: None,
-                min_prefix_len: None,
-                max_prefix_len: None,
-                remote_peers_only: false,
-                interface: None,
-                peer_type: None,
-                communities: Vec::new(),
-                large_communities: Vec::new(),
-                as_path_prefix: Vec::new(),
-                priority: None,
-                action: FilterAction::Reject,
-                add_communities: Vec::new(),
-                add_large_communities: Vec::new(),
-                prepend_as_path: Vec::new(),
-                set_priority: None,
-            }],
+            rules: vec![FilterRule::new(true, FilterAction::Reject)],
         }
     }
 

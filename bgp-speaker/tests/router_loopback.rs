@@ -259,25 +259,11 @@ async fn changing_filters_keeps_the_session_and_removing_a_peering_drops_its_rou
     until(&a.router, "b's routes", |rib| rib.len() == 2).await;
 
     a_to_b.import.rules = vec![bgp_speaker::router::FilterRule {
-        ipv4: true,
         cidr: Some((
             net("10.67.0.0/24"),
             bgp_speaker::router::MatchOperator::Equal,
         )),
-        min_prefix_len: None,
-        max_prefix_len: None,
-        remote_peers_only: false,
-        interface: None,
-        peer_type: None,
-        communities: vec![],
-        large_communities: vec![],
-        as_path_prefix: vec![],
-        priority: None,
-        action: bgp_speaker::router::FilterAction::Reject,
-        add_communities: vec![],
-        add_large_communities: vec![],
-        prepend_as_path: vec![],
-        set_priority: None,
+        ..bgp_speaker::router::FilterRule::new(true, bgp_speaker::router::FilterAction::Reject)
     }];
     a_to_b.description = "Global".to_string();
     a.router.set_neighbors(vec![a_to_b]);

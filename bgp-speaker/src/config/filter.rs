@@ -91,6 +91,29 @@ pub struct FilterRule {
 }
 
 impl FilterRule {
+    /// A rule with no condition but the family: it matches every route of
+    /// one family and does `action` to it.
+    pub const fn new(ipv4: bool, action: FilterAction) -> Self {
+        Self {
+            ipv4,
+            cidr: None,
+            min_prefix_len: None,
+            max_prefix_len: None,
+            remote_peers_only: false,
+            interface: None,
+            peer_type: None,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            as_path_prefix: Vec::new(),
+            priority: None,
+            action,
+            add_communities: Vec::new(),
+            add_large_communities: Vec::new(),
+            prepend_as_path: Vec::new(),
+            set_priority: None,
+        }
+    }
+
     /// Whether the rule's prefix conditions hold for `prefix` (the
     /// session- and attribute-dependent conditions are the speaker's).
     pub fn matches_prefix(&self, prefix: &IpNet) -> bool {

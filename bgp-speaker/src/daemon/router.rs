@@ -104,34 +104,12 @@ impl RouterRouting {
     }
 }
 
-/// A rule rejecting every route of one family.
-fn reject_family(ipv4: bool) -> FilterRule {
-    FilterRule {
-        ipv4,
-        cidr: None,
-        min_prefix_len: None,
-        max_prefix_len: None,
-        remote_peers_only: false,
-        interface: None,
-        peer_type: None,
-        communities: Vec::new(),
-        large_communities: Vec::new(),
-        as_path_prefix: Vec::new(),
-        priority: None,
-        action: FilterAction::Reject,
-        add_communities: Vec::new(),
-        add_large_communities: Vec::new(),
-        prepend_as_path: Vec::new(),
-        set_priority: None,
-    }
-}
-
 /// A rule rejecting the family the session does not carry (the router
 /// negotiates both; a session carries its own family only), then `filter`.
 /// First, so that no accepting rule of the other family can come before it.
 fn own_family_only(filter: &Filter, session_ipv4: bool) -> Filter {
     let mut rules = Vec::with_capacity(filter.rules.len() + 1);
-    rules.push(reject_family(!session_ipv4));
+    rules.push(FilterRule::new(!session_ipv4, FilterAction::Reject));
     rules.extend(filter.rules.iter().cloned());
     Filter { rules }
 }

@@ -684,22 +684,8 @@ fn well_known_communities_limit_propagation() {
 
 fn rule(cidr: &str, op: MatchOperator, action: FilterAction) -> FilterRule {
     FilterRule {
-        ipv4: true,
         cidr: Some((net(cidr), op)),
-        min_prefix_len: None,
-        max_prefix_len: None,
-        remote_peers_only: false,
-        interface: None,
-        peer_type: None,
-        communities: vec![],
-        large_communities: vec![],
-        as_path_prefix: vec![],
-        priority: None,
-        action,
-        add_communities: vec![],
-        add_large_communities: vec![],
-        prepend_as_path: vec![],
-        set_priority: None,
+        ..FilterRule::new(true, action)
     }
 }
 
