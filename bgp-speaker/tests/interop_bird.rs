@@ -24,10 +24,10 @@ mod interop_support;
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
-use bgp_speaker::fsm::State;
 use interop_support::{
     Bird, HOLD, Link, PEER_AS, TWILL_AS, TWILL_ID, WAIT, block_on_in, established, eventually,
-    has_line, kernel_routes, neighbor, originated, paths, router, state,
+    frozen_peer_is_detected_and_recovers, has_line, kernel_routes, neighbor, originated, paths,
+    router,
 };
 use twill_integration::{TestNetns, require_root};
 
@@ -352,45 +352,15 @@ fn frozen_bird_is_detected_within_the_hold_time_and_the_session_recovers() {
         )
         .await;
 
-        t.bird.daemon.signal("STOP");
-        let frozen = Instant::now();
-        let (down_state, info) = eventually(
-            "the session with the frozen bird to leave Established",
-            HOLD + Duration::from_secs(5),
-            async || match state(&router, v4).await {
-                (State::Established, _) => Err("still Established".to_string()),
-                other => Ok(other),
-            },
+        frozen_peer_is_detected_and_recovers(
+            &router,
+            &t.bird.daemon,
+            "bird",
+            v4,
+            THEIRS_V4,
             context,
         )
         .await;
-        let detected = frozen.elapsed();
-        t.bird.daemon.signal("CONT");
-        // Keepalives every HOLD/3: the last one may have come just before
-        // the freeze, so expiry is at most HOLD after it (plus scheduling).
-        assert!(
-            detected <= HOLD + Duration::from_secs(1),
-            "detected after {detected:?} (hold {HOLD:?}): {down_state:?} {info}"
-        );
-        // NOTIFICATION code 4: Hold Timer Expired (RFC 4271 §4.5).
-        assert!(
-            info.contains("Error: Hold Timer Expired"),
-            "the reason is the hold timer's: {down_state:?} {info}"
-        );
-        assert!(
-            paths(&router, THEIRS_V4).await.is_none(),
-            "routes of the dead session are gone"
-        );
-
-        established(&router, &[v4], context).await;
-        eventually(
-            "bird's IPv4 route back after the session recovered",
-            WAIT,
-            async || paths(&router, THEIRS_V4).await.ok_or("absent".to_string()),
-            context,
-        )
-        .await;
-        eprintln!("hold timer expiry detected after {detected:?} (hold {HOLD:?})");
         router.shutdown().await;
     });
 }

@@ -22,13 +22,12 @@ mod interop_support;
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::{Duration, Instant};
 
-use bgp_speaker::fsm::State;
 use bgp_speaker::router::Router;
 use interop_support::{
     Daemon, HOLD, Link, PEER_AS, TWILL_AS, TWILL_ID, WAIT, block_on_in, established, eventually,
-    has_line, kernel_routes, neighbor, originated, paths, router, state,
+    frozen_peer_is_detected_and_recovers, has_line, kernel_routes, neighbor, originated, paths,
+    router,
 };
 use serde_json::Value;
 use twill_integration::{TestNetns, require_root};
@@ -399,43 +398,8 @@ fn frozen_bgpd_is_detected_within_the_hold_time_and_the_session_recovers() {
         established(&router, &t.peers(), context).await;
         routes_exchanged(&t, &router, context).await;
 
-        t.bgpd.signal("STOP");
-        let frozen = Instant::now();
-        let (down_state, info) = eventually(
-            "the session with the frozen bgpd to leave Established",
-            HOLD + Duration::from_secs(5),
-            async || match state(&router, v4).await {
-                (State::Established, _) => Err("still Established".to_string()),
-                other => Ok(other),
-            },
-            context,
-        )
-        .await;
-        let detected = frozen.elapsed();
-        t.bgpd.signal("CONT");
-        assert!(
-            detected <= HOLD + Duration::from_secs(1),
-            "detected after {detected:?} (hold {HOLD:?}): {down_state:?} {info}"
-        );
-        // NOTIFICATION code 4: Hold Timer Expired (RFC 4271 §4.5).
-        assert!(
-            info.contains("Error: Hold Timer Expired"),
-            "the reason is the hold timer's: {down_state:?} {info}"
-        );
-        assert!(
-            paths(&router, THEIRS_V4).await.is_none(),
-            "routes of the dead session are gone"
-        );
-
-        established(&router, &[v4], context).await;
-        eventually(
-            "frr's IPv4 route back after the session recovered",
-            WAIT,
-            async || paths(&router, THEIRS_V4).await.ok_or("absent".to_string()),
-            context,
-        )
-        .await;
-        eprintln!("hold timer expiry detected after {detected:?} (hold {HOLD:?})");
+        frozen_peer_is_detected_and_recovers(&router, &t.bgpd, "bgpd", v4, THEIRS_V4, context)
+            .await;
         router.shutdown().await;
     });
 }

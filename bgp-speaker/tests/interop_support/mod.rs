@@ -299,6 +299,59 @@ pub async fn established(router: &Router, peers: &[IpAddr], context: impl Fn() -
     }
 }
 
+/// Freezes `daemon` (SIGSTOP) and checks that the session with `peer` leaves
+/// Established within the hold time, for the hold timer's reason, taking
+/// `prefix` out of the Loc-RIB; then thaws it and waits until the session
+/// and `prefix` are back. `who` names the daemon in messages.
+pub async fn frozen_peer_is_detected_and_recovers(
+    router: &Router,
+    daemon: &Daemon,
+    who: &str,
+    peer: IpAddr,
+    prefix: &str,
+    context: impl Fn() -> String + Copy,
+) {
+    daemon.signal("STOP");
+    let frozen = Instant::now();
+    let (down_state, info) = eventually(
+        &format!("the session with the frozen {who} to leave Established"),
+        HOLD + Duration::from_secs(5),
+        async || match state(router, peer).await {
+            (State::Established, _) => Err("still Established".to_string()),
+            other => Ok(other),
+        },
+        context,
+    )
+    .await;
+    let detected = frozen.elapsed();
+    daemon.signal("CONT");
+    // Keepalives every HOLD/3: the last one may have come just before the
+    // freeze, so expiry is at most HOLD after it (plus scheduling).
+    assert!(
+        detected <= HOLD + Duration::from_secs(1),
+        "detected after {detected:?} (hold {HOLD:?}): {down_state:?} {info}"
+    );
+    // NOTIFICATION code 4: Hold Timer Expired (RFC 4271 §4.5).
+    assert!(
+        info.contains("Error: Hold Timer Expired"),
+        "the reason is the hold timer's: {down_state:?} {info}"
+    );
+    assert!(
+        paths(router, prefix).await.is_none(),
+        "routes of the dead session are gone"
+    );
+
+    established(router, &[peer], context).await;
+    eventually(
+        &format!("{who}'s {prefix} back after the session recovered"),
+        WAIT,
+        async || paths(router, prefix).await.ok_or("absent".to_string()),
+        context,
+    )
+    .await;
+    eprintln!("hold timer expiry detected after {detected:?} (hold {HOLD:?})");
+}
+
 /// The Loc-RIB paths of `prefix`, when it has any.
 pub async fn paths(router: &Router, prefix: &str) -> Option<Vec<PathSummary>> {
     let prefix: IpNet = prefix.parse().unwrap();
