@@ -41,34 +41,6 @@ fn gobgp_rib_add(prefix: &str, family: &str) {
     );
 }
 
-fn gobgp_config() -> String {
-    format!(
-        r#"[global.config]
-  as = 64513
-  router-id = "{GOBGP}"
-  port = 179
-  local-address-list = ["{GOBGP}"]
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{TWILL}"
-    peer-as = 64512
-  [neighbors.timers.config]
-    hold-time = 9
-    keepalive-interval = 3
-  [neighbors.transport.config]
-    passive-mode = true
-    local-address = "{GOBGP}"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-"#
-    )
-}
-
 #[test]
 fn session_with_gobgp_reaches_established_and_receives_its_route() {
     require_root!();
@@ -81,7 +53,7 @@ fn session_with_gobgp_reaches_established_and_receives_its_route() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gobgpd.toml");
-    std::fs::write(&config, gobgp_config()).unwrap();
+    std::fs::write(&config, common::gobgp_config(GOBGP, TWILL, false)).unwrap();
     let api = format!("{GOBGP}:50051");
     let log_path = dir.path().join("gobgpd.log");
     let mut command = netns.command("gobgpd");

@@ -25,41 +25,6 @@ use twill_kernel::{Kernel, NetlinkKernel, NetnsPath, NftConfig};
 
 const WAIT: Duration = Duration::from_secs(30);
 
-fn gobgp_config() -> String {
-    format!(
-        r#"[global.config]
-  as = 64513
-  router-id = "{VETH_PEER}"
-  port = 179
-  local-address-list = ["{VETH_PEER}"]
-
-[[neighbors]]
-  [neighbors.config]
-    neighbor-address = "{VETH_TWILL}"
-    peer-as = 64512
-  [neighbors.timers.config]
-    hold-time = 9
-    keepalive-interval = 3
-  [neighbors.transport.config]
-    passive-mode = true
-    local-address = "{VETH_PEER}"
-  [neighbors.graceful-restart.config]
-    enabled = true
-    restart-time = 120
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv4-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-  [[neighbors.afi-safis]]
-    [neighbors.afi-safis.config]
-      afi-safi-name = "ipv6-unicast"
-    [neighbors.afi-safis.mp-graceful-restart.config]
-      enabled = true
-"#
-    )
-}
-
 /// Runs the `gobgp` client in `netns` and returns its stdout.
 fn gobgp(netns: &TestNetns, args: &[&str]) -> String {
     let mut all = vec!["-u", "10.0.0.2"];
@@ -129,7 +94,7 @@ fn routes_flow_both_ways_and_survive_our_graceful_restart() {
     let (netns, peer_netns) = common::veth_pair("gobgp");
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("gobgpd.toml");
-    std::fs::write(&config, gobgp_config()).unwrap();
+    std::fs::write(&config, common::gobgp_config(VETH_PEER, VETH_TWILL, true)).unwrap();
     let log_path = dir.path().join("gobgpd.log");
     let mut command = peer_netns.command("gobgpd");
     command.args([

@@ -151,3 +151,43 @@ pub async fn first_update<T>(
 pub fn announced_v4(update: &Update) -> Option<Vec<ipnet::Ipv4Net>> {
     Some(update.announced_v4()).filter(|routes| !routes.is_empty())
 }
+
+/// A GoBGP configuration: AS 64513 on `gobgp`, passively peering with
+/// Twill (AS 64512) at `twill` over IPv4 and IPv6 unicast, hold time 9 s;
+/// with `graceful_restart`, as a restarting speaker with a 120 s restart
+/// time on both families.
+pub fn gobgp_config(gobgp: Ipv4Addr, twill: Ipv4Addr, graceful_restart: bool) -> String {
+    let (restart, family_restart) = if graceful_restart {
+        (
+            "  [neighbors.graceful-restart.config]\n    enabled = true\n    restart-time = 120\n",
+            "    [neighbors.afi-safis.mp-graceful-restart.config]\n      enabled = true\n",
+        )
+    } else {
+        ("", "")
+    };
+    format!(
+        r#"[global.config]
+  as = 64513
+  router-id = "{gobgp}"
+  port = 179
+  local-address-list = ["{gobgp}"]
+
+[[neighbors]]
+  [neighbors.config]
+    neighbor-address = "{twill}"
+    peer-as = 64512
+  [neighbors.timers.config]
+    hold-time = 9
+    keepalive-interval = 3
+  [neighbors.transport.config]
+    passive-mode = true
+    local-address = "{gobgp}"
+{restart}  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv4-unicast"
+{family_restart}  [[neighbors.afi-safis]]
+    [neighbors.afi-safis.config]
+      afi-safi-name = "ipv6-unicast"
+{family_restart}"#
+    )
+}
