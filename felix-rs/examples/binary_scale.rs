@@ -14,20 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{APPS, LOCAL, REMOTE};
-use twill_api::Resource;
-use twill_store::{Datastore, Key, SqliteStore};
-
-fn store(resource: &Resource, store: &SqliteStore) {
-    let name = resource.metadata().name.as_str();
-    let key = match resource.metadata().namespace.as_deref() {
-        Some(ns) => Key::namespaced(resource.store_kind(), ns, name),
-        None => Key::cluster(resource.store_kind(), name),
-    };
-    store
-        .create(&key, &resource.to_json())
-        .expect("a fresh key");
-}
+use common::{APPS, LOCAL, REMOTE, store};
+use twill_store::SqliteStore;
 
 /// `VmRSS` / `VmHWM` of process `pid`, in MB.
 fn process_memory_mb(pid: u32, field: &str) -> f64 {

@@ -16,11 +16,11 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{APPS, LOCAL, REMOTE};
+use common::{APPS, LOCAL, REMOTE, store};
 use felix_rs::daemon::{self, DaemonConfig, health::Health};
 use twill_api::Resource;
 use twill_kernel::{NetlinkKernel, NetnsPath, NftConfig};
-use twill_store::{AsyncDatastore, Datastore, Key, MemoryStore};
+use twill_store::{AsyncDatastore, MemoryStore};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -41,17 +41,6 @@ fn process_memory_mb(field: &str) -> f64 {
         .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map_or(f64::NAN, |kb| kb / 1024.0)
-}
-
-fn store(resource: &Resource, store: &MemoryStore) {
-    let name = resource.metadata().name.as_str();
-    let key = match resource.metadata().namespace.as_deref() {
-        Some(ns) => Key::namespaced(resource.store_kind(), ns, name),
-        None => Key::cluster(resource.store_kind(), name),
-    };
-    store
-        .create(&key, &resource.to_json())
-        .expect("a fresh key");
 }
 
 fn main() {

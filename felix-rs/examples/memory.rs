@@ -10,26 +10,14 @@ mod counting;
 
 use std::time::Instant;
 
-use common::{APPS, LOCAL, REMOTE};
+use common::{APPS, LOCAL, REMOTE, store};
 use counting::live_mb;
 use felix_rs::daemon::{Decoded, Item, TABLE_FAMILY, TABLE_NAME, WATCHED_KINDS};
 use felix_rs::render::IncrementalRender;
 use felix_rs::{CalcGraph, RenderConfig, Ruleset, Update, from_kernel, plan, script};
-use twill_api::Resource;
 use twill_daemon::WatchMsg;
 use twill_kernel::{KernelExt, NetlinkKernel, NetnsPath, NftConfig};
-use twill_store::{Datastore, Key, MemoryStore};
-
-fn store(resource: &Resource, store: &MemoryStore) {
-    let name = resource.metadata().name.as_str();
-    let key = match resource.metadata().namespace.as_deref() {
-        Some(ns) => Key::namespaced(resource.store_kind(), ns, name),
-        None => Key::cluster(resource.store_kind(), name),
-    };
-    store
-        .create(&key, &resource.to_json())
-        .expect("a fresh key");
-}
+use twill_store::{Datastore, MemoryStore};
 
 /// Prints one stage: the heap it added (or holds) and the time it took.
 struct Stage {

@@ -1,10 +1,12 @@
-//! The synthetic workload both scale examples load: endpoints spread over
+//! The synthetic workload the scale examples load: endpoints spread over
 //! `APPS` app labels and global policies allowing TCP between apps.
 
 use std::collections::BTreeMap;
 
+use twill_api::Resource;
 use twill_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
 use twill_api::policy::{GlobalNetworkPolicy, GlobalNetworkPolicySpec};
+use twill_store::{Datastore, Key};
 
 /// Endpoints on the node under test.
 pub const LOCAL: usize = 250;
@@ -66,4 +68,20 @@ pub fn policy(i: usize) -> GlobalNetworkPolicy {
         ..Default::default()
     };
     GlobalNetworkPolicy::new(format!("p{i}"), None, spec)
+}
+
+/// Writes `resource` into `store` under its key (a fresh one).
+#[allow(
+    dead_code,
+    reason = "the examples that start the daemon use it; the pure ones do not"
+)]
+pub fn store(resource: &Resource, store: &dyn Datastore) {
+    let name = resource.metadata().name.as_str();
+    let key = match resource.metadata().namespace.as_deref() {
+        Some(ns) => Key::namespaced(resource.store_kind(), ns, name),
+        None => Key::cluster(resource.store_kind(), name),
+    };
+    store
+        .create(&key, &resource.to_json())
+        .expect("a fresh key");
 }
