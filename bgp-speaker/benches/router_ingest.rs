@@ -91,33 +91,9 @@ async fn inject(
 ) {
     let (mut stream, _) = listener.accept().await.unwrap();
     stream.set_nodelay(true).unwrap();
-    let open = encode_open(&OpenParams {
-        local_as: 65000,
-        hold_time: 240,
-        bgp_id: INJECTOR,
-        families: vec![Family::Ipv4Unicast],
-        route_refresh: true,
-        graceful_restart: None,
-    })
-    .unwrap();
-    stream.write_all(&open).await.unwrap();
-    stream.write_all(&encode_keepalive()).await.unwrap();
-    // Wait for the router's OPEN and KEEPALIVE before streaming.
-    let mut buf = Vec::new();
-    let mut chunk = vec![0u8; 4096];
-    let mut keepalives = 0;
-    while keepalives == 0 {
-        let n = stream.read(&mut chunk).await.unwrap();
-        assert!(n > 0, "router closed the session");
-        buf.extend_from_slice(&chunk[..n]);
-        while let Ok(Some((message, len))) = packet::decode(&buf, &DecodeOptions::default()) {
-            buf.drain(..len);
-            if matches!(message, Message::Keepalive) {
-                keepalives += 1;
-            }
-        }
-    }
+    open_session(&mut stream, 65000, INJECTOR).await;
     let _ = established.send(Instant::now());
+    let mut chunk = vec![0u8; 4096];
     let (mut read, mut write) = stream.into_split();
     tokio::spawn(async move { while read.read(&mut chunk).await.is_ok_and(|n| n > 0) {} });
     write.write_all(&feed).await.unwrap();
@@ -125,6 +101,36 @@ async fn inject(
         tokio::time::sleep(Duration::from_secs(30)).await;
         if write.write_all(&encode_keepalive()).await.is_err() {
             return;
+        }
+    }
+}
+
+/// Sends an IPv4-unicast OPEN (AS `asn`, identifier `id`) and a KEEPALIVE
+/// on `stream`, then reads until the router's KEEPALIVE: the session is
+/// Established for both sides.
+async fn open_session(stream: &mut TcpStream, asn: u32, id: Ipv4Addr) {
+    let open = encode_open(&OpenParams {
+        local_as: asn,
+        hold_time: 240,
+        bgp_id: id,
+        families: vec![Family::Ipv4Unicast],
+        route_refresh: true,
+        graceful_restart: None,
+    })
+    .unwrap();
+    stream.write_all(&open).await.unwrap();
+    stream.write_all(&encode_keepalive()).await.unwrap();
+    let mut buf = Vec::new();
+    let mut chunk = vec![0u8; 4096];
+    loop {
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "router {id} closed the session");
+        buf.extend_from_slice(&chunk[..n]);
+        while let Ok(Some((message, len))) = packet::decode(&buf, &DecodeOptions::default()) {
+            buf.drain(..len);
+            if matches!(message, Message::Keepalive) {
+                return;
+            }
         }
     }
 }
@@ -319,30 +325,9 @@ mod sessions {
             .unwrap();
         let mut stream: TcpStream = socket.connect(router).await.unwrap();
         stream.set_nodelay(true).unwrap();
-        let open = encode_open(&OpenParams {
-            local_as: injector_as(i),
-            hold_time: 240,
-            bgp_id: injector_address(i),
-            families: vec![Family::Ipv4Unicast],
-            route_refresh: true,
-            graceful_restart: None,
-        })
-        .unwrap();
-        stream.write_all(&open).await.unwrap();
-        stream.write_all(&encode_keepalive()).await.unwrap();
-        let mut buf = Vec::new();
-        let mut chunk = vec![0u8; 4096];
-        let mut keepalive = false;
-        while !keepalive {
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "router closed session {i}");
-            buf.extend_from_slice(&chunk[..n]);
-            while let Ok(Some((message, len))) = packet::decode(&buf, &DecodeOptions::default()) {
-                buf.drain(..len);
-                keepalive |= matches!(message, Message::Keepalive);
-            }
-        }
+        open_session(&mut stream, injector_as(i), injector_address(i)).await;
         let _ = established.send(Instant::now());
+        let mut chunk = vec![0u8; 4096];
         stream.write_all(&feed).await.unwrap();
         while stream.read(&mut chunk).await.is_ok_and(|n| n > 0) {}
     }
