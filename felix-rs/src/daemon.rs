@@ -449,12 +449,6 @@ fn deleted_update(kind: &str, key: &Key) -> Option<Update> {
     })
 }
 
-type ObjectId = (Option<String>, String);
-
-fn object_id(key: &Key) -> ObjectId {
-    (key.namespace.clone(), key.name.clone())
-}
-
 /// How the daemon knows the kernel holds what it applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verification {
@@ -503,7 +497,7 @@ struct Felix {
     /// IP pools by name (NAT outgoing).
     pools: BTreeMap<String, twill_api::ippool::IPPoolSpec>,
     /// Objects known per kind, to turn a snapshot into deletions.
-    known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
+    known: twill_daemon::KnownKeys,
     /// WorkloadEndpoints on this node, by `(namespace, name)`.
     local_weps: BTreeMap<(String, String), LocalWep>,
     /// What the kernel is believed to hold; `None` means read it back.
@@ -538,7 +532,7 @@ impl Felix {
             render_config: RenderConfig::default(),
             felix_configs: BTreeMap::new(),
             pools: BTreeMap::new(),
-            known: BTreeMap::new(),
+            known: twill_daemon::KnownKeys::default(),
             local_weps: BTreeMap::new(),
             last_applied: None,
             dirty: false,
@@ -553,7 +547,7 @@ impl Felix {
     }
 
     fn synced(&self) -> bool {
-        self.known.len() == WATCHED_KINDS.len()
+        self.known.kinds() == WATCHED_KINDS.len()
     }
 
     fn schedule(&mut self, delay: Duration) {
@@ -565,33 +559,20 @@ impl Felix {
     fn on_msg(&mut self, msg: FelixMsg) {
         match msg {
             FelixMsg::Snapshot { kind, items } => {
-                let first = !self.known.contains_key(kind);
-                let fresh: BTreeSet<ObjectId> = items.iter().map(|i| object_id(&i.key)).collect();
-                let gone: Vec<ObjectId> = self
-                    .known
-                    .get(kind)
-                    .map(|old| old.difference(&fresh).cloned().collect())
-                    .unwrap_or_default();
+                let first = !self.known.has(kind);
+                let gone = self.known.snapshot(kind, items.iter().map(|i| &i.key));
                 tracing::info!(
                     kind,
                     objects = items.len(),
                     removed = gone.len(),
                     "snapshot"
                 );
-                for (namespace, name) in gone {
-                    self.on_deleted(
-                        kind,
-                        &Key {
-                            kind: kind.into(),
-                            namespace,
-                            name,
-                        },
-                    );
+                for key in gone {
+                    self.on_deleted(kind, &key);
                 }
                 for item in items {
                     self.on_upserted(kind, item);
                 }
-                self.known.insert(kind, fresh);
                 if first && self.synced() {
                     tracing::info!("every watch has listed once: in sync");
                     self.update(Update::InSync);
@@ -599,16 +580,11 @@ impl Felix {
                 }
             }
             FelixMsg::Upserted { kind, item } => {
-                self.known
-                    .entry(kind)
-                    .or_default()
-                    .insert(object_id(&item.key));
+                self.known.upserted(kind, &item.key);
                 self.on_upserted(kind, item);
             }
             FelixMsg::Deleted { kind, key } => {
-                if let Some(known) = self.known.get_mut(kind) {
-                    known.remove(&object_id(&key));
-                }
+                self.known.deleted(kind, &key);
                 self.on_deleted(kind, &key);
             }
             FelixMsg::WatchError { kind, error } => {

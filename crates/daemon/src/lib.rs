@@ -10,4 +10,4 @@ pub mod watch;
 
 pub use health::{HealthProbe, Heartbeat, serve};
 pub use process::{init_tracing, shutdown_signal};
-pub use watch::{WatchMsg, forward_watch};
+pub use watch::{KnownKeys, WatchMsg, forward_watch};

@@ -1,8 +1,10 @@
 //! The list-watch task every daemon runs per datastore kind: it turns
 //! [`ListWatchEvent`]s into the owner task's own messages.
 
+use std::collections::{BTreeMap, BTreeSet};
+
 use tokio::sync::mpsc;
-use twill_store::{Error, ListWatchEvent, Object, WatchEvent, WatchStream};
+use twill_store::{Error, Key, ListWatchEvent, Object, WatchEvent, WatchStream};
 
 /// How a daemon's owner message is made from list-watch events.
 pub trait WatchMsg: Send + 'static {
@@ -37,6 +39,72 @@ pub async fn forward_watch<M: WatchMsg>(
             return;
         }
     }
+}
+
+/// The objects an owner task knows per kind, as its list-watches told it:
+/// a later snapshot of a kind (after a watch restarted) implies the
+/// deletion of whatever it no longer lists.
+#[derive(Debug, Default)]
+pub struct KnownKeys {
+    kinds: BTreeMap<&'static str, BTreeSet<(Option<String>, String)>>,
+}
+
+impl KnownKeys {
+    /// Records a snapshot of `kind` listing `keys`; returns the keys known
+    /// before that it no longer lists.
+    pub fn snapshot<'a>(
+        &mut self,
+        kind: &'static str,
+        keys: impl IntoIterator<Item = &'a Key>,
+    ) -> Vec<Key> {
+        let fresh: BTreeSet<_> = keys.into_iter().map(id).collect();
+        let gone = self
+            .kinds
+            .get(kind)
+            .map(|old| {
+                old.difference(&fresh)
+                    .map(|(namespace, name)| Key {
+                        kind: kind.into(),
+                        namespace: namespace.clone(),
+                        name: name.clone(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        self.kinds.insert(kind, fresh);
+        gone
+    }
+
+    /// Records that `key` of `kind` exists.
+    pub fn upserted(&mut self, kind: &'static str, key: &Key) {
+        self.kinds.entry(kind).or_default().insert(id(key));
+    }
+
+    /// Records that `key` of `kind` is gone.
+    pub fn deleted(&mut self, kind: &'static str, key: &Key) {
+        if let Some(known) = self.kinds.get_mut(kind) {
+            known.remove(&id(key));
+        }
+    }
+
+    /// Whether a snapshot (or a change) of `kind` has arrived.
+    pub fn has(&self, kind: &str) -> bool {
+        self.kinds.contains_key(kind)
+    }
+
+    /// How many objects of `kind` are known.
+    pub fn count(&self, kind: &str) -> usize {
+        self.kinds.get(kind).map_or(0, BTreeSet::len)
+    }
+
+    /// How many kinds have been heard of.
+    pub fn kinds(&self) -> usize {
+        self.kinds.len()
+    }
+}
+
+fn id(key: &Key) -> (Option<String>, String) {
+    (key.namespace.clone(), key.name.clone())
 }
 
 #[cfg(test)]
@@ -133,5 +201,22 @@ mod tests {
         tokio::time::timeout(Duration::from_secs(10), forward_watch("IPPool", stream, tx))
             .await
             .expect("the task returns once its first send fails");
+    }
+
+    #[test]
+    fn a_later_snapshot_yields_what_it_no_longer_lists() {
+        let key = |name: &str| Key::namespaced("WorkloadEndpoint", "ns", name);
+        let mut known = KnownKeys::default();
+        assert!(!known.has("WorkloadEndpoint"));
+        assert_eq!(
+            known.snapshot("WorkloadEndpoint", &[key("a"), key("b")]),
+            []
+        );
+        known.upserted("WorkloadEndpoint", &key("c"));
+        known.deleted("WorkloadEndpoint", &key("a"));
+        assert_eq!(known.snapshot("WorkloadEndpoint", &[key("b")]), [key("c")]);
+        assert!(known.has("WorkloadEndpoint"));
+        assert_eq!(known.count("WorkloadEndpoint"), 1);
+        assert_eq!(known.kinds(), 1);
     }
 }

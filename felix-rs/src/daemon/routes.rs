@@ -198,8 +198,6 @@ fn decode<S: Spec>(value: &serde_json::Value) -> Option<S> {
         .map(|o| o.spec)
 }
 
-type ObjectId = (Option<String>, String);
-
 struct Router {
     config: RoutingConfig,
     kernel: Arc<dyn Kernel>,
@@ -207,7 +205,7 @@ struct Router {
     health: Arc<Health>,
     model: RoutingModel,
     felix_configs: BTreeMap<String, FelixConfigurationSpec>,
-    known: BTreeMap<&'static str, BTreeSet<ObjectId>>,
+    known: twill_daemon::KnownKeys,
     /// This node's Node object as stored (for the tunnel address write).
     my_node: Option<Object>,
     /// When each unwanted local route was first seen.
@@ -221,7 +219,7 @@ struct Router {
 
 impl Router {
     fn synced(&self) -> bool {
-        self.known.len() == ROUTING_KINDS.len()
+        self.known.kinds() == ROUTING_KINDS.len()
     }
 
     fn schedule(&mut self, delay: Duration) {
@@ -234,41 +232,19 @@ impl Router {
     fn on_msg(&mut self, msg: RouteMsg) {
         match msg {
             RouteMsg::Snapshot { kind, items } => {
-                let fresh: BTreeSet<ObjectId> = items
-                    .iter()
-                    .map(|o| (o.key.namespace.clone(), o.key.name.clone()))
-                    .collect();
-                let gone: Vec<ObjectId> = self
-                    .known
-                    .get(kind)
-                    .map(|old| old.difference(&fresh).cloned().collect())
-                    .unwrap_or_default();
-                for (namespace, name) in gone {
-                    self.on_deleted(
-                        kind,
-                        &Key {
-                            kind: kind.into(),
-                            namespace,
-                            name,
-                        },
-                    );
+                for key in self.known.snapshot(kind, items.iter().map(|o| &o.key)) {
+                    self.on_deleted(kind, &key);
                 }
                 for item in items {
                     self.on_upserted(kind, item);
                 }
-                self.known.insert(kind, fresh);
             }
             RouteMsg::Upserted { kind, item } => {
-                self.known
-                    .entry(kind)
-                    .or_default()
-                    .insert((item.key.namespace.clone(), item.key.name.clone()));
+                self.known.upserted(kind, &item.key);
                 self.on_upserted(kind, item);
             }
             RouteMsg::Deleted { kind, key } => {
-                if let Some(known) = self.known.get_mut(kind) {
-                    known.remove(&(key.namespace.clone(), key.name.clone()));
-                }
+                self.known.deleted(kind, &key);
                 self.on_deleted(kind, &key);
             }
             RouteMsg::WatchError { kind, error } => {
@@ -704,7 +680,7 @@ pub async fn run(
         health,
         model: RoutingModel::new(node),
         felix_configs: BTreeMap::new(),
-        known: BTreeMap::new(),
+        known: twill_daemon::KnownKeys::default(),
         my_node: None,
         stale_since: BTreeMap::new(),
         apply_at: None,
@@ -762,7 +738,7 @@ mod tests {
             health: Arc::new(Health::new()),
             model: RoutingModel::new("n1"),
             felix_configs: BTreeMap::new(),
-            known: BTreeMap::new(),
+            known: twill_daemon::KnownKeys::default(),
             my_node: None,
             stale_since: BTreeMap::new(),
             apply_at: None,
