@@ -401,22 +401,7 @@ impl SqliteStore {
             } => {
                 // Only the revision: reading the old body would read every
                 // overflow page of a large object for nothing.
-                let actual = tx
-                    .prepare_cached(
-                        "SELECT revision FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
-                    )
-                    .and_then(|mut stmt| {
-                        stmt.query_row(
-                            params![
-                                key.kind,
-                                namespace_column(key.namespace.as_deref()),
-                                key.name
-                            ],
-                            |row| row.get::<_, i64>(0),
-                        )
-                        .optional()
-                    })
-                    .map_err(|e| sql_error(path, "read object", e))?
+                let actual = Self::revision_in(tx, path, key)?
                     .ok_or_else(|| Error::NotFound { key: key.clone() })?;
                 precondition.check(key, from_sql_revision(actual))?;
                 write(key, value, EVENT_MODIFIED)
@@ -488,6 +473,25 @@ impl SqliteStore {
             compact_in(tx, path, revision - retention)?;
         }
         Ok(revision)
+    }
+
+    /// The current revision of `key` in the write transaction `tx`.
+    fn revision_in(tx: &Connection, path: &Path, key: &Key) -> Result<Option<i64>> {
+        tx.prepare_cached(
+            "SELECT revision FROM objects WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+        )
+        .and_then(|mut stmt| {
+            stmt.query_row(
+                params![
+                    key.kind,
+                    namespace_column(key.namespace.as_deref()),
+                    key.name
+                ],
+                |row| row.get(0),
+            )
+            .optional()
+        })
+        .map_err(|e| sql_error(path, "read object", e))
     }
 
     /// The current revision and body of `key`, read on `conn` (the reader,
