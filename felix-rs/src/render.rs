@@ -351,8 +351,8 @@ struct Renderer<'a> {
 }
 
 impl<'a> Renderer<'a> {
-    /// A renderer writing into an empty ruleset (pieces for the
-    /// incremental renderer to take).
+    /// A renderer writing into an empty ruleset (a full render, or pieces
+    /// for the incremental renderer to take).
     fn scratch(graph: &'a CalcGraph, cache: &'a mut RenderCache) -> Self {
         Renderer {
             graph,
@@ -377,15 +377,7 @@ pub fn render_with_cache(
     config: &RenderConfig,
     cache: &mut RenderCache,
 ) -> Ruleset {
-    let mut r = Renderer {
-        graph,
-        out: Ruleset::default(),
-        wanted_policies: BTreeSet::new(),
-        rendered_policies: BTreeSet::new(),
-        rendered_endpoints: BTreeSet::new(),
-        cache,
-        recording: None,
-    };
+    let mut r = Renderer::scratch(graph, cache);
     r.skeleton(config);
     let mut from_dispatch = VerdictMap::default();
     let mut to_dispatch = VerdictMap::default();
