@@ -314,6 +314,17 @@ impl Peer {
         }
     }
 
+    /// The slot whose session speaks for the peer: an Established one (a
+    /// collision's second connection can get there while the primary is
+    /// still connecting), else the primary.
+    fn current(&self) -> &Slot {
+        [Which::Primary, Which::Second]
+            .into_iter()
+            .filter_map(|w| self.slot(w))
+            .find(|s| s.session.state() == State::Established)
+            .unwrap_or(&self.primary)
+    }
+
     fn by_conn(&self, conn: u64) -> Option<Which> {
         if self.primary.conn_id() == Some(conn) {
             Some(Which::Primary)
@@ -390,11 +401,10 @@ impl Owner {
                 let Some(p) = self.peers.get(&peer) else {
                     return;
                 };
-                let established = [Which::Primary, Which::Second]
-                    .into_iter()
-                    .filter_map(|w| p.slot(w))
-                    .find(|s| s.session.state() == State::Established);
-                if let Some(c) = established.and_then(|s| s.connection.as_ref()) {
+                let current = p.current();
+                if current.session.state() == State::Established
+                    && let Some(c) = &current.connection
+                {
                     let _ = c.writer.send(message);
                 }
             }
@@ -402,11 +412,14 @@ impl Owner {
                 let mut details: Vec<_> = self
                     .peers
                     .iter()
-                    .map(|(a, p)| PeerDetail {
-                        address: *a,
-                        state: p.primary.session.state(),
-                        since: p.primary.session.since(),
-                        last_error: p.primary.session.last_error().cloned(),
+                    .map(|(a, p)| {
+                        let session = &p.current().session;
+                        PeerDetail {
+                            address: *a,
+                            state: session.state(),
+                            since: session.since(),
+                            last_error: session.last_error().cloned(),
+                        }
                     })
                     .collect();
                 details.sort_by_key(|d| d.address);
@@ -428,7 +441,7 @@ impl Owner {
                 let mut states: Vec<_> = self
                     .peers
                     .iter()
-                    .map(|(a, p)| (*a, p.primary.session.state()))
+                    .map(|(a, p)| (*a, p.current().session.state()))
                     .collect();
                 states.sort_by_key(|(address, _)| *address);
                 let _ = reply.send(states);
