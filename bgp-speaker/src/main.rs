@@ -41,6 +41,12 @@ struct Args {
     /// Milliseconds datastore changes are coalesced before an apply.
     #[arg(long, default_value_t = 100)]
     apply_delay_ms: u64,
+    /// Seconds route selection waits after a restart (routes of the
+    /// previous run still in the kernel) for every peer's End-of-RIB before
+    /// the first decision pass (RFC 4724 §4.1; Calico has no field for
+    /// it). Also bounds the sweep of the previous run's kernel routes.
+    #[arg(long, default_value_t = daemon::SELECTION_DEFERRAL_TIME.as_secs())]
+    selection_deferral_time: u64,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
@@ -87,7 +93,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let starter = Arc::new(RouterStarter::new(kernel.clone()));
+    let starter = Arc::new(
+        RouterStarter::new(kernel.clone())
+            .with_selection_deferral(Duration::from_secs(args.selection_deferral_time)),
+    );
     let secrets = Arc::new(DirSecrets::new(args.secrets_dir.clone()));
     match runtime.block_on(daemon::run(
         config,

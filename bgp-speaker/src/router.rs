@@ -29,6 +29,17 @@
 //!   continues) until every configured peer has sent End-of-RIB for its
 //!   families, or `stale_sweep_after` has passed; then those not wanted are
 //!   deleted.
+//! * Selection deferral (RFC 4724 §4.1), with graceful restart configured:
+//!   after a restart (with a kernel: one that finds its routes of the
+//!   previous run still there) the router receives and stores routes but runs no
+//!   decision, writes no kernel route and sends no UPDATE until every
+//!   configured peer is Established and each of them that announced
+//!   graceful restart without the Restart State bit has sent End-of-RIB for
+//!   every negotiated family (peers without the capability, and peers
+//!   restarting themselves, are not waited for, so two restarting speakers
+//!   never wait for each other), or until `stale_sweep_after` has passed.
+//!   Then one decision pass runs, its kernel writes go out, and every
+//!   Established peer gets the whole table followed by End-of-RIB.
 //! * Graceful restart (RFC 4724), helper: a peer whose session drops
 //!   without a NOTIFICATION, having announced the capability, keeps its
 //!   routes (stale) for its restart time; its End-of-RIB after the new
@@ -48,8 +59,10 @@ use ipnet::IpNet;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 use tokio::task::JoinHandle;
-use tracing::{debug, info};
+use tracing::{debug, info, warn};
 use twill_kernel::Kernel;
+use twill_kernel::route::TABLE_MAIN;
+use twill_kernel::{KernelExt, RouteFilter, RouteProto};
 
 pub use crate::config::{Filter, FilterAction, FilterRule, MatchOperator, PeerTypeMatch};
 use crate::fsm::{PeerConfig, State};
@@ -58,6 +71,8 @@ use crate::rib::{Attrs, Origin, PeerPolicy, Received, Rib, RibConfig, SessionInf
 use crate::speaker::{Command, PeerSpec, RibMsg, Speaker};
 
 mod kernel;
+#[cfg(test)]
+mod tests;
 
 use kernel::{KernelJob, KernelReport, kernel_writer};
 
@@ -76,8 +91,10 @@ pub struct RouterConfig {
     /// Announce graceful restart with this restart time (a neighbour's
     /// `max_restart_time` overrides it).
     pub graceful_restart_time: Option<Duration>,
-    /// Longest wait for End-of-RIB from every peer before stale
-    /// protocol-202 kernel routes from a previous run are removed.
+    /// The Selection_Deferral_Timer (RFC 4724 §4.1): the longest wait for
+    /// End-of-RIB from every peer, both before the first decision pass
+    /// (with graceful restart configured) and before stale protocol-202
+    /// kernel routes from a previous run are removed.
     pub stale_sweep_after: Duration,
 }
 
@@ -234,6 +251,8 @@ pub struct RouterStats {
     pub kernel_routes: usize,
     /// The start-up sweep of stale kernel routes has run.
     pub startup_swept: bool,
+    /// Route selection is still deferred after a restart (RFC 4724 §4.1).
+    pub selection_deferred: bool,
 }
 
 /// One path in `loc_rib()` output.
@@ -312,23 +331,7 @@ impl Router {
                 let _ = tx.send(RouterMsg::SweepTimer);
             }
         });
-        let owner = Owner {
-            rib: Rib::new(RibConfig {
-                asn: config.asn,
-                router_id: config.router_id,
-                cluster_id: config.cluster_id,
-            }),
-            config,
-            speaker: Some(speaker),
-            tx: tx.downgrade(),
-            kernel,
-            neighbors: BTreeMap::new(),
-            peers: HashMap::new(),
-            neighbors_set: false,
-            swept: false,
-            next_generation: 0,
-            stats: RouterStats::default(),
-        };
+        let owner = Owner::new(config, SpeakerLink::Live(speaker), tx.downgrade(), kernel);
         let task = tokio::spawn(owner.run(rx, rib_rx));
         Router {
             tx,
@@ -393,6 +396,28 @@ impl Router {
     }
 }
 
+/// Where the owner's commands for the sessions go: the running [`Speaker`],
+/// or, in the router's unit tests, a channel the test reads.
+enum SpeakerLink {
+    Live(Speaker),
+    #[cfg(test)]
+    Recorder(mpsc::UnboundedSender<Command>),
+}
+
+impl SpeakerLink {
+    fn command(&self, command: Command) {
+        match self {
+            SpeakerLink::Live(speaker) => {
+                speaker.command(command);
+            }
+            #[cfg(test)]
+            SpeakerLink::Recorder(tx) => {
+                let _ = tx.send(command);
+            }
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct PeerRuntime {
     /// Families of the current session.
@@ -403,18 +428,32 @@ struct PeerRuntime {
     /// Generation of the running stale-routes timer.
     stale_timer: Option<u64>,
     established: bool,
+    /// The peer's End-of-RIB ends this router's selection deferral: it
+    /// announced graceful restart without the Restart State bit (RFC 4724
+    /// §4.1 excludes the others).
+    deferral_waits_for_eor: bool,
+}
+
+impl PeerRuntime {
+    /// Every negotiated family's End-of-RIB arrived on the current session.
+    fn table_received(&self) -> bool {
+        self.families.is_subset(&self.end_of_rib)
+    }
 }
 
 struct Owner {
     config: RouterConfig,
     rib: Rib,
-    speaker: Option<Speaker>,
+    speaker: Option<SpeakerLink>,
     tx: mpsc::WeakUnboundedSender<RouterMsg>,
     kernel: Option<mpsc::UnboundedSender<KernelJob>>,
     neighbors: BTreeMap<IpAddr, Neighbor>,
     peers: HashMap<IpAddr, PeerRuntime>,
     neighbors_set: bool,
     swept: bool,
+    /// Route selection is deferred (RFC 4724 §4.1): no decision pass, no
+    /// kernel write, no UPDATE yet.
+    deferring: bool,
     next_generation: u64,
     stats: RouterStats,
 }
@@ -423,11 +462,45 @@ struct Owner {
 const BATCH: usize = 4096;
 
 impl Owner {
+    fn new(
+        config: RouterConfig,
+        speaker: SpeakerLink,
+        tx: mpsc::WeakUnboundedSender<RouterMsg>,
+        kernel: Option<mpsc::UnboundedSender<KernelJob>>,
+    ) -> Self {
+        // A start with graceful restart is a restart: the previous run's
+        // kernel routes still forward, and peers keep this node's routes
+        // until its End-of-RIB.
+        let deferring = config.graceful_restart_time.is_some();
+        Owner {
+            rib: Rib::new(RibConfig {
+                asn: config.asn,
+                router_id: config.router_id,
+                cluster_id: config.cluster_id,
+            }),
+            config,
+            speaker: Some(speaker),
+            tx,
+            kernel,
+            neighbors: BTreeMap::new(),
+            peers: HashMap::new(),
+            neighbors_set: false,
+            swept: false,
+            deferring,
+            next_generation: 0,
+            stats: RouterStats {
+                selection_deferred: deferring,
+                ..RouterStats::default()
+            },
+        }
+    }
+
     async fn run(
         mut self,
         mut rx: mpsc::UnboundedReceiver<RouterMsg>,
         mut rib_rx: mpsc::UnboundedReceiver<RibMsg>,
     ) {
+        self.detect_restart().await;
         loop {
             tokio::select! {
                 msg = rx.recv() => {
@@ -455,6 +528,38 @@ impl Owner {
         }
     }
 
+    /// With a kernel, only a restart defers selection: one that finds this
+    /// router's routes of a previous run still in the kernel (forwarding
+    /// state preserved). A first start has nothing to protect, and deferring
+    /// it would hold this node's blocks back for as long as a configured
+    /// peer stays down.
+    async fn detect_restart(&mut self) {
+        let Some(kernel) = self.config.kernel.clone() else {
+            return;
+        };
+        if !self.deferring {
+            return;
+        }
+        let preserved = match kernel
+            .list_routes(RouteFilter::protocol(RouteProto::TWILL_BGP))
+            .await
+        {
+            Ok(routes) => routes.iter().filter(|r| r.table == TABLE_MAIN).count(),
+            Err(error) => {
+                // Deferring is the safe side: the timer bounds it.
+                warn!(%error, "cannot list protocol-202 routes; deferring selection");
+                return;
+            }
+        };
+        if preserved == 0 {
+            info!("no routes of a previous run in the kernel; not deferring selection");
+            self.deferring = false;
+            self.stats.selection_deferred = false;
+        } else {
+            info!(routes = preserved, "restart: deferring selection");
+        }
+    }
+
     fn speaker(&self, command: Command) {
         if let Some(speaker) = &self.speaker {
             speaker.command(command);
@@ -474,7 +579,7 @@ impl Owner {
             }
             // A round trip through the speaker: the stops above are done and
             // their NOTIFICATIONs queued on the connections.
-            if let Some(speaker) = &self.speaker {
+            if let Some(SpeakerLink::Live(speaker)) = &self.speaker {
                 speaker.status().await;
             }
         }
@@ -538,7 +643,7 @@ impl Owner {
                     self.rib.sweep_stale(peer, &Family::ALL);
                 }
             }
-            RouterMsg::SweepTimer => self.startup_sweep(true),
+            RouterMsg::SweepTimer => self.start_up_progress(true),
             RouterMsg::Kernel(report) => {
                 self.stats.kernel_writes += report.writes;
                 self.stats.kernel_errors += report.errors;
@@ -651,20 +756,70 @@ impl Owner {
         }
         self.neighbors = new;
         self.neighbors_set = true;
-        self.startup_sweep(false);
+        self.start_up_progress(false);
+    }
+
+    /// Ends the selection deferral, then runs the start-up sweep, each when
+    /// its peers are done (or, with `timer`, now).
+    fn start_up_progress(&mut self, timer: bool) {
+        self.end_deferral(timer);
+        self.startup_sweep(timer);
+    }
+
+    /// Ends the selection deferral (RFC 4724 §4.1) once every configured
+    /// peer is Established and those it waits for have sent End-of-RIB (or,
+    /// with `timer`, now): one decision pass, its kernel writes, and the
+    /// whole table with End-of-RIB to every Established peer.
+    fn end_deferral(&mut self, timer: bool) {
+        if !self.deferring {
+            return;
+        }
+        let ready = self.neighbors_set
+            && self.neighbors.keys().all(|a| {
+                self.peers.get(a).is_some_and(|p| {
+                    p.established && (!p.deferral_waits_for_eor || p.table_received())
+                })
+            });
+        if !(timer || ready) {
+            return;
+        }
+        info!(
+            timer,
+            "selection deferral over; running the first decision pass"
+        );
+        self.deferring = false;
+        self.stats.selection_deferred = false;
+        // Nothing was decided while deferring, so every prefix the RIB holds
+        // is dirty and this pass exports the whole table to every
+        // Established peer (their Adj-RIB-Out is empty since session up).
+        self.process();
+        let established: Vec<(IpAddr, Vec<Family>)> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.established)
+            .map(|(a, p)| (*a, p.families.iter().copied().collect()))
+            .collect();
+        for (peer, families) in established {
+            let markers = families
+                .into_iter()
+                .map(|f| encode_end_of_rib(f).expect("an empty UPDATE always encodes"))
+                .collect();
+            self.send(peer, markers);
+        }
     }
 
     /// Runs the start-up sweep once every peer has sent End-of-RIB (or, with
     /// `timer`, now).
     fn startup_sweep(&mut self, timer: bool) {
-        if self.swept {
+        // The Loc-RIB is empty until the first decision pass.
+        if self.swept || self.deferring {
             return;
         }
         let all_done = self.neighbors_set
             && self.neighbors.keys().all(|a| {
                 self.peers
                     .get(a)
-                    .is_some_and(|p| p.established && p.families.is_subset(&p.end_of_rib))
+                    .is_some_and(|p| p.established && p.table_received())
             });
         if !(timer || all_done) {
             return;
@@ -695,6 +850,10 @@ impl Owner {
                 runtime.families = negotiated.families.clone();
                 runtime.four_octet_as = negotiated.four_octet_as;
                 runtime.end_of_rib.clear();
+                runtime.deferral_waits_for_eor = negotiated
+                    .graceful_restart
+                    .as_ref()
+                    .is_some_and(|gr| !gr.restarting);
                 self.rib.peer_up(
                     peer,
                     SessionInfo {
@@ -718,6 +877,12 @@ impl Owner {
                     .filter(|f| !keep.contains(f))
                     .collect();
                 self.rib.sweep_stale(peer, &gone);
+                if self.deferring {
+                    // The table and End-of-RIB go out when the deferral ends;
+                    // this peer may have been the last one it waited for.
+                    self.start_up_progress(false);
+                    return;
+                }
                 // Pending decisions go out before the dump, so the dump is current.
                 self.process();
                 let families: Vec<Family> = negotiated.families.iter().copied().collect();
@@ -769,13 +934,18 @@ impl Owner {
                     if self.rib.stale_count(peer) == 0 {
                         runtime.stale_timer = None;
                     }
-                    self.startup_sweep(false);
+                    self.start_up_progress(false);
                     return;
                 }
                 let received = Received::from_update(&update, runtime.four_octet_as);
                 self.rib.receive(peer, received);
             }
             RibMsg::RouteRefresh { peer, family } => {
+                if self.deferring {
+                    // The whole table goes to every peer when the deferral ends.
+                    debug!(%peer, ?family, "route refresh while selection is deferred");
+                    return;
+                }
                 self.process();
                 let messages = self.rib.dump(peer, &[family]);
                 self.send(peer, messages);
@@ -801,6 +971,9 @@ impl Owner {
     }
 
     fn process(&mut self) {
+        if self.deferring {
+            return;
+        }
         let processed = self.rib.process();
         if !processed.fib.is_empty()
             && let Some(kernel) = &self.kernel

@@ -2,7 +2,8 @@
 //! pure: no I/O, no clock, so every rule below is unit-tested.
 //!
 //! [`desired`] takes a [`Snapshot`] of the watched kinds (BGPConfiguration,
-//! BGPPeer, BGPFilter, Node, IPPool, IPAMBlock, BlockAffinity), this node's
+//! BGPPeer, BGPFilter, Node, IPPool, IPAMBlock, BlockAffinity, and this
+//! node's WorkloadEndpoints), this node's
 //! name and a [`Secrets`] source, and returns a [`Desired`] configuration plus
 //! warnings for the resources it had to skip. The semantics are Calico's
 //! (confd's `bgp_processor.go` and the BIRD templates):
@@ -57,6 +58,17 @@
 //!   `localASNumber`, `ttlSecurity` (GTSM, RFC 5082: the session's packets
 //!   leave with TTL 255 and arrive with at least `256 - ttlSecurity`, else
 //!   they are dropped; 0 is off), `filters`.
+//! * **Local workloads** (`localWorkloadSelector`, Calico ≥ 3.29): a global
+//!   or node-specific BGPPeer with a selector peers this node with each of
+//!   its own WorkloadEndpoints whose labels match (with Calico's
+//!   `projectcalico.org/namespace`, `…/orchestrator` and `…/serviceaccount`
+//!   labels added), at the endpoint's first IPv4 and first IPv6 address,
+//!   in the BGPPeer's `asNumber` (required), port 179, named
+//!   `Local_Workload_<ip>`. The session's source address is the
+//!   `default` BGPConfiguration's `localWorkloadPeeringIPV4`/`IPV6` — the
+//!   address the workload peers with, which must be on the host side of
+//!   the workload's interface — else the node's address as `sourceAddress`
+//!   says. No reverse peering is made for such a BGPPeer.
 //! * **Route-reflector clients**: when this node is a route reflector, an
 //!   iBGP peer (same AS) that is not a reflector of the same cluster is a
 //!   client.
@@ -108,6 +120,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use twill_api::bgp::{BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, DEFAULT_AS_NUMBER};
+use twill_api::endpoint::WorkloadEndpointSpec;
 use twill_api::ipam::{BlockAffinitySpec, IPAMBlockSpec};
 use twill_api::ippool::IPPoolSpec;
 use twill_api::node::NodeSpec;
@@ -138,10 +151,13 @@ pub struct Snapshot {
     pub ipam_blocks: BTreeMap<String, Object<IPAMBlockSpec>>,
     /// BlockAffinities.
     pub block_affinities: BTreeMap<String, Object<BlockAffinitySpec>>,
+    /// WorkloadEndpoints by `namespace/name`; only this node's are used
+    /// (the daemon keeps no others).
+    pub workload_endpoints: BTreeMap<String, Object<WorkloadEndpointSpec>>,
 }
 
 /// The datastore kinds a [`Snapshot`] holds (`Spec::STORE_KIND`).
-pub const WATCHED_KINDS: [&str; 7] = [
+pub const WATCHED_KINDS: [&str; 8] = [
     BGPConfigurationSpec::STORE_KIND,
     BGPPeerSpec::STORE_KIND,
     BGPFilterSpec::STORE_KIND,
@@ -149,6 +165,7 @@ pub const WATCHED_KINDS: [&str; 7] = [
     IPPoolSpec::STORE_KIND,
     IPAMBlockSpec::STORE_KIND,
     BlockAffinitySpec::STORE_KIND,
+    WorkloadEndpointSpec::STORE_KIND,
 ];
 
 /// Which rule made a peering, as `calicoctl node status` names it.
@@ -160,15 +177,19 @@ pub enum PeerType {
     Global,
     /// A BGPPeer for this node (or a reverse peering).
     Node,
+    /// A workload on this node, chosen by a BGPPeer's `localWorkloadSelector`.
+    LocalWorkload,
 }
 
 impl PeerType {
-    /// Calico's BIRD protocol-name prefix: `Mesh`, `Global`, `Node`.
+    /// Calico's BIRD protocol-name prefix: `Mesh`, `Global`, `Node`,
+    /// `Local_Workload`.
     pub fn prefix(self) -> &'static str {
         match self {
             Self::Mesh => "Mesh",
             Self::Global => "Global",
             Self::Node => "Node",
+            Self::LocalWorkload => "Local_Workload",
         }
     }
 
@@ -178,14 +199,18 @@ impl PeerType {
             Self::Mesh => "node-to-node mesh",
             Self::Global => "global",
             Self::Node => "node specific",
+            Self::LocalWorkload => "local workload",
         }
     }
 
     /// The type whose [`PeerType::prefix`] starts `name` (`Mesh_10_0_0_1`).
     pub fn from_name(name: &str) -> Option<Self> {
-        [Self::Mesh, Self::Global, Self::Node]
+        [Self::Mesh, Self::Global, Self::Node, Self::LocalWorkload]
             .into_iter()
-            .find(|t| name.split('_').next() == Some(t.prefix()))
+            .find(|t| {
+                name.strip_prefix(t.prefix())
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with('_'))
+            })
     }
 }
 
@@ -393,6 +418,18 @@ pub fn desired(
             }
         },
     };
+    let local_workload_peering = (
+        peering_ip(
+            global.local_workload_peering_ipv4.as_deref(),
+            "spec.localWorkloadPeeringIPV4",
+            &mut warnings,
+        ),
+        peering_ip(
+            global.local_workload_peering_ipv6.as_deref(),
+            "spec.localWorkloadPeeringIPV6",
+            &mut warnings,
+        ),
+    );
     let context = peers::Context {
         snapshot,
         node_name,
@@ -402,6 +439,7 @@ pub fn desired(
         cluster_id,
         global: &global,
         secrets,
+        local_workload_peering,
     };
     let neighbors = peers::neighbors(&context, &mut warnings);
     let (originated, blackholes) =
@@ -420,6 +458,25 @@ pub fn desired(
         },
         warnings,
     })
+}
+
+/// A `localWorkloadPeeringIPV4`/`IPV6` of the `default` BGPConfiguration.
+fn peering_ip<A: std::str::FromStr>(
+    text: Option<&str>,
+    field: &'static str,
+    warnings: &mut Vec<ConfigError>,
+) -> Option<A> {
+    let text = text.filter(|t| !t.is_empty())?;
+    let parsed = text.parse().ok();
+    if parsed.is_none() {
+        warnings.push(ConfigError::Invalid {
+            kind: "BGPConfiguration",
+            name: "default".into(),
+            field,
+            reason: format!("{text:?} is not an address of the field's family; ignored"),
+        });
+    }
+    parsed
 }
 
 /// The listen port of `node`: its own BGPConfiguration, the default, 179.

@@ -2,14 +2,15 @@
 //! (rules in the module docs of [`super`]).
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use twill_api::Object;
 use twill_api::bgp::{
     BGPConfigurationSpec, BGPPassword, BGPPeerSpec, NextHopMode, ReversePeering, SourceAddress,
     parse_peer_ip,
 };
-use twill_selector::Selector;
+use twill_api::endpoint::WorkloadEndpointSpec;
+use twill_selector::{NAMESPACE_LABEL, Selector};
 
 use super::filter::{Direction, append_rules};
 use super::{
@@ -27,6 +28,8 @@ pub(super) struct Context<'a> {
     pub cluster_id: Option<Ipv4Addr>,
     pub global: &'a BGPConfigurationSpec,
     pub secrets: &'a dyn Secrets,
+    /// `localWorkloadPeeringIPV4`/`IPV6`: the local workload sessions' source.
+    pub local_workload_peering: (Option<Ipv4Addr>, Option<Ipv6Addr>),
 }
 
 /// The remote end of a peering before the BGPPeer's settings are applied.
@@ -65,7 +68,9 @@ pub(super) fn neighbors(ctx: &Context<'_>, warnings: &mut Vec<ConfigError>) -> V
             if !global_pass && !applies_here(ctx, name, spec, warnings) {
                 continue;
             }
-            let peer_type = if global_pass {
+            let peer_type = if !empty(&spec.local_workload_selector) {
+                PeerType::LocalWorkload
+            } else if global_pass {
                 PeerType::Global
             } else {
                 PeerType::Node
@@ -231,12 +236,32 @@ fn remotes(
         field,
         reason,
     };
-    if !empty(&spec.local_workload_selector) {
-        warnings.push(invalid(
-            "spec.localWorkloadSelector",
-            "peering with local workloads is not supported; skipped".into(),
-        ));
-        return Vec::new();
+    if let Some(text) = spec
+        .local_workload_selector
+        .as_deref()
+        .filter(|s| !s.is_empty())
+    {
+        let Some(selector) = selector(name, "spec.localWorkloadSelector", text, warnings) else {
+            return Vec::new();
+        };
+        let Some(asn) = spec.as_number.map(|a| a.0) else {
+            warnings.push(invalid(
+                "spec.asNumber",
+                "an AS number is required with localWorkloadSelector".into(),
+            ));
+            return Vec::new();
+        };
+        return local_workloads(ctx, &selector)
+            .into_iter()
+            .map(|address| Remote {
+                address,
+                port: DEFAULT_LISTEN_PORT,
+                asn,
+                calico_node: false,
+                rr_cluster_id: None,
+                from_selector: true,
+            })
+            .collect();
     }
     if let Some(text) = spec.peer_selector.as_deref().filter(|s| !s.is_empty()) {
         let Some(selector) = selector(name, "spec.peerSelector", text, warnings) else {
@@ -283,6 +308,49 @@ fn remotes(
         rr_cluster_id: None,
         from_selector: false,
     }]
+}
+
+/// Calico's labels of a WorkloadEndpoint as selectors see them: its own,
+/// plus namespace, orchestrator and service account.
+fn workload_labels(wep: &Object<WorkloadEndpointSpec>) -> BTreeMap<String, String> {
+    let mut labels = wep.metadata.labels.clone();
+    let namespace = wep.metadata.namespace.as_deref().unwrap_or("default");
+    labels.insert(NAMESPACE_LABEL.to_string(), namespace.to_string());
+    let orchestrator = match wep.spec.orchestrator.as_str() {
+        "" => "k8s",
+        other => other,
+    };
+    labels.insert(
+        "projectcalico.org/orchestrator".to_string(),
+        orchestrator.to_string(),
+    );
+    if !wep.spec.service_account_name.is_empty() {
+        labels.insert(
+            "projectcalico.org/serviceaccount".to_string(),
+            wep.spec.service_account_name.clone(),
+        );
+    }
+    labels
+}
+
+/// The addresses of this node's workloads `selector` matches: each one's
+/// first IPv4 and first IPv6 address, as Calico peers with them.
+fn local_workloads(ctx: &Context<'_>, selector: &Selector) -> Vec<IpAddr> {
+    let mut addresses = Vec::new();
+    for wep in ctx.snapshot.workload_endpoints.values() {
+        if wep.spec.node != ctx.node_name || !selector.matches(&workload_labels(wep)) {
+            continue;
+        }
+        let ips: Vec<IpAddr> = wep
+            .spec
+            .ip_networks
+            .iter()
+            .filter_map(|net| net.split('/').next()?.parse().ok())
+            .collect();
+        addresses.extend(ips.iter().find(|a| a.is_ipv4()));
+        addresses.extend(ips.iter().find(|a| a.is_ipv6()));
+    }
+    addresses
 }
 
 /// Adds the reverse peerings of `peer` when this node is its remote side.
@@ -443,9 +511,14 @@ fn build(
         .local
         .address_like(remote.address)
         .expect("add() skips remotes of a family this node has no address of");
-    let local_address = match spec.source_address {
-        Some(SourceAddress::None) => None,
-        Some(SourceAddress::UseNodeIp) | None => Some(local),
+    let peering_ip = match remote.address {
+        IpAddr::V4(_) => ctx.local_workload_peering.0.map(IpAddr::V4),
+        IpAddr::V6(_) => ctx.local_workload_peering.1.map(IpAddr::V6),
+    };
+    let local_address = match (peer_type, peering_ip, spec.source_address) {
+        (PeerType::LocalWorkload, Some(peering_ip), _) => Some(peering_ip),
+        (_, _, Some(SourceAddress::None)) => None,
+        (_, _, Some(SourceAddress::UseNodeIp) | None) => Some(local),
     };
     let passive = peer_type == PeerType::Global
         && remote.calico_node

@@ -1,5 +1,6 @@
 //! The configuration rules, case by case, with Calico-shaped resources.
-//! IPv6 and dual-stack cases are in [`ipv6`].
+//! IPv6 and dual-stack cases are in [`ipv6`], local workload peers in
+//! [`local_workload`].
 
 use std::net::IpAddr;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use twill_api::{Object, Spec};
 use super::*;
 
 mod ipv6;
+mod local_workload;
 
 fn object<S: Spec>(name: &str, labels: Value, spec: Value) -> Object<S> {
     serde_json::from_value(json!({

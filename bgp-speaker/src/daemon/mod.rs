@@ -6,7 +6,7 @@
 //!  list-watch BGPConfiguration ──┐
 //!  list-watch BGPPeer ───────────┤
 //!  list-watch ... (one per kind  │ DaemonMsg::{Snapshot, Upserted, Deleted, WatchError}
-//!    in config::WATCHED_KINDS) ──┤
+//!    in config::WATCHED_KINDS) ──┤  (WorkloadEndpoints of other nodes are dropped here)
 //!                                ▼
 //!              ┌────────────── owner task (run) ──────────────┐
 //!              │ Snapshot, last Desired, the running router   │
@@ -59,6 +59,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{Instrument, debug, error, info, info_span, warn};
 use twill_api::bgp::{BGPConfigurationSpec, BGPFilterSpec, BGPPeerSpec, BindMode};
+use twill_api::endpoint::WorkloadEndpointSpec;
 use twill_api::ipam::{BlockAffinitySpec, IPAMBlockSpec};
 use twill_api::ippool::IPPoolSpec;
 use twill_api::node::NodeSpec;
@@ -71,7 +72,10 @@ use crate::config::{self, Advertised, ConfigError, Desired, PeerConfig, Secrets,
 use crate::status::{self, NodeStatus, PeerRow};
 use health::{Health, StateLabel};
 
-pub use router::{FamilyKernel, RouterRouting, RouterStarter, STALE_SWEEP_AFTER, neighbor, row};
+pub use router::{
+    FamilyKernel, RESTART_TIME, RouterRouting, RouterStarter, SELECTION_DEFERRAL_TIME, neighbor,
+    row,
+};
 
 /// The daemon's settings (from the command line).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -253,6 +257,7 @@ enum Decoded {
     IpPool(Object<IPPoolSpec>),
     IpamBlock(Object<IPAMBlockSpec>),
     BlockAffinity(Object<BlockAffinitySpec>),
+    WorkloadEndpoint(Object<WorkloadEndpointSpec>),
 }
 
 fn decode_as<S: Spec>(mut value: Value) -> Result<Object<S>, String> {
@@ -272,6 +277,7 @@ fn decode(kind: &str, value: Value) -> Result<Decoded, String> {
         k if k == IPPoolSpec::STORE_KIND => Decoded::IpPool(decode_as(value)?),
         k if k == IPAMBlockSpec::STORE_KIND => Decoded::IpamBlock(decode_as(value)?),
         k if k == BlockAffinitySpec::STORE_KIND => Decoded::BlockAffinity(decode_as(value)?),
+        k if k == WorkloadEndpointSpec::STORE_KIND => Decoded::WorkloadEndpoint(decode_as(value)?),
         other => return Err(format!("kind {other} is not watched")),
     })
 }
@@ -298,13 +304,22 @@ enum DaemonMsg {
     },
 }
 
+/// The snapshot's key of a stored object: its name, prefixed with
+/// `namespace/` for a namespaced kind (WorkloadEndpoint).
+fn key_name(key: twill_store::Key) -> String {
+    match key.namespace {
+        Some(namespace) => format!("{namespace}/{}", key.name),
+        None => key.name,
+    }
+}
+
 impl twill_daemon::WatchMsg for DaemonMsg {
     fn snapshot(kind: &'static str, items: Vec<twill_store::Object>) -> Self {
         Self::Snapshot {
             kind,
             items: items
                 .into_iter()
-                .map(|o| (o.key.name, decode(kind, o.value)))
+                .map(|o| (key_name(o.key), decode(kind, o.value)))
                 .collect(),
         }
     }
@@ -312,7 +327,7 @@ impl twill_daemon::WatchMsg for DaemonMsg {
     fn upserted(kind: &'static str, object: twill_store::Object) -> Self {
         Self::Upserted {
             kind,
-            name: object.key.name,
+            name: key_name(object.key),
             item: Box::new(decode(kind, object.value)),
         }
     }
@@ -320,7 +335,7 @@ impl twill_daemon::WatchMsg for DaemonMsg {
     fn deleted(kind: &'static str, object: twill_store::Object) -> Self {
         Self::Deleted {
             kind,
-            name: object.key.name,
+            name: key_name(object.key),
         }
     }
 
@@ -332,8 +347,15 @@ impl twill_daemon::WatchMsg for DaemonMsg {
     }
 }
 
-fn insert(snapshot: &mut Snapshot, name: String, item: Decoded) {
+/// Adds or replaces an object; true when the snapshot changed. A
+/// WorkloadEndpoint of another node is not kept (nor is an earlier version
+/// of it).
+fn insert(snapshot: &mut Snapshot, node: &str, name: String, item: Decoded) -> bool {
     match item {
+        Decoded::WorkloadEndpoint(o) if o.spec.node != node => {
+            return snapshot.workload_endpoints.remove(&name).is_some();
+        }
+        Decoded::WorkloadEndpoint(o) => drop(snapshot.workload_endpoints.insert(name, o)),
         Decoded::BgpConfiguration(o) => drop(snapshot.bgp_configurations.insert(name, o)),
         Decoded::BgpPeer(o) => drop(snapshot.bgp_peers.insert(name, o)),
         Decoded::BgpFilter(o) => drop(snapshot.bgp_filters.insert(name, o)),
@@ -342,20 +364,25 @@ fn insert(snapshot: &mut Snapshot, name: String, item: Decoded) {
         Decoded::IpamBlock(o) => drop(snapshot.ipam_blocks.insert(name, o)),
         Decoded::BlockAffinity(o) => drop(snapshot.block_affinities.insert(name, o)),
     }
+    true
 }
 
-fn remove(snapshot: &mut Snapshot, kind: &str, name: &str) {
+/// Removes an object; true when the snapshot had it.
+fn remove(snapshot: &mut Snapshot, kind: &str, name: &str) -> bool {
     match kind {
         k if k == BGPConfigurationSpec::STORE_KIND => {
-            drop(snapshot.bgp_configurations.remove(name))
+            snapshot.bgp_configurations.remove(name).is_some()
         }
-        k if k == BGPPeerSpec::STORE_KIND => drop(snapshot.bgp_peers.remove(name)),
-        k if k == BGPFilterSpec::STORE_KIND => drop(snapshot.bgp_filters.remove(name)),
-        k if k == NodeSpec::STORE_KIND => drop(snapshot.nodes.remove(name)),
-        k if k == IPPoolSpec::STORE_KIND => drop(snapshot.ip_pools.remove(name)),
-        k if k == IPAMBlockSpec::STORE_KIND => drop(snapshot.ipam_blocks.remove(name)),
-        k if k == BlockAffinitySpec::STORE_KIND => drop(snapshot.block_affinities.remove(name)),
-        _ => {}
+        k if k == BGPPeerSpec::STORE_KIND => snapshot.bgp_peers.remove(name).is_some(),
+        k if k == BGPFilterSpec::STORE_KIND => snapshot.bgp_filters.remove(name).is_some(),
+        k if k == NodeSpec::STORE_KIND => snapshot.nodes.remove(name).is_some(),
+        k if k == IPPoolSpec::STORE_KIND => snapshot.ip_pools.remove(name).is_some(),
+        k if k == IPAMBlockSpec::STORE_KIND => snapshot.ipam_blocks.remove(name).is_some(),
+        k if k == BlockAffinitySpec::STORE_KIND => snapshot.block_affinities.remove(name).is_some(),
+        k if k == WorkloadEndpointSpec::STORE_KIND => {
+            snapshot.workload_endpoints.remove(name).is_some()
+        }
+        _ => false,
     }
 }
 
@@ -368,6 +395,7 @@ fn clear(snapshot: &mut Snapshot, kind: &str) {
         k if k == IPPoolSpec::STORE_KIND => snapshot.ip_pools.clear(),
         k if k == IPAMBlockSpec::STORE_KIND => snapshot.ipam_blocks.clear(),
         k if k == BlockAffinitySpec::STORE_KIND => snapshot.block_affinities.clear(),
+        k if k == WorkloadEndpointSpec::STORE_KIND => snapshot.workload_endpoints.clear(),
         _ => {}
     }
 }
@@ -425,7 +453,7 @@ impl Owner {
                 clear(&mut self.snapshot, kind);
                 for (name, item) in items {
                     match item {
-                        Ok(item) => insert(&mut self.snapshot, name, item),
+                        Ok(item) => drop(insert(&mut self.snapshot, &self.config.node, name, item)),
                         Err(error) => {
                             warn!(kind, %name, %error, "skipping an object that does not decode")
                         }
@@ -437,20 +465,14 @@ impl Owner {
                 }
                 true
             }
-            DaemonMsg::Upserted { kind, name, item } => {
-                match *item {
-                    Ok(item) => insert(&mut self.snapshot, name, item),
-                    Err(error) => {
-                        warn!(kind, %name, %error, "skipping an object that does not decode");
-                        remove(&mut self.snapshot, kind, &name);
-                    }
+            DaemonMsg::Upserted { kind, name, item } => match *item {
+                Ok(item) => insert(&mut self.snapshot, &self.config.node, name, item),
+                Err(error) => {
+                    warn!(kind, %name, %error, "skipping an object that does not decode");
+                    remove(&mut self.snapshot, kind, &name)
                 }
-                true
-            }
-            DaemonMsg::Deleted { kind, name } => {
-                remove(&mut self.snapshot, kind, &name);
-                true
-            }
+            },
+            DaemonMsg::Deleted { kind, name } => remove(&mut self.snapshot, kind, &name),
             DaemonMsg::WatchError { kind, error } => {
                 warn!(kind, %error, "datastore watch failed; it retries");
                 false

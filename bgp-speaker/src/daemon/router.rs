@@ -13,19 +13,42 @@ use crate::config::{Advertised, Filter, FilterAction, FilterRule, NextHop, PeerC
 use crate::router::{Neighbor, Originated, PeerStatus, Router, RouterConfig};
 use crate::status::PeerRow;
 
-/// How long the router keeps protocol-202 routes of a previous run while
-/// waiting for every peer's End-of-RIB.
-pub const STALE_SWEEP_AFTER: Duration = Duration::from_secs(120);
+/// The graceful restart time announced to every peer: BIRD's default,
+/// which Calico keeps for every peering (`nodeMeshMaxRestartTime`).
+pub const RESTART_TIME: Duration = Duration::from_secs(120);
+
+/// The default Selection_Deferral_Timer (RFC 4724 §4.1): after a restart,
+/// the longest wait for every peer's End-of-RIB before the first decision
+/// pass, and before protocol-202 routes of the previous run are swept.
+///
+/// The restart time this node announces, not FRR's 360 s: peers keep this
+/// node's routes for about that long, so deferring longer could leave them
+/// without its routes before it sends them again; and with a peer that
+/// never comes up, every other peer waits for this node's new prefixes
+/// for the whole time.
+pub const SELECTION_DEFERRAL_TIME: Duration = RESTART_TIME;
 
 /// Starts [`Router`]s that program learned routes through `kernel`.
 pub struct RouterStarter {
     kernel: Option<Arc<dyn Kernel>>,
+    selection_deferral: Duration,
 }
 
 impl RouterStarter {
-    /// Routers writing learned routes to `kernel` (none: nowhere).
+    /// Routers writing learned routes to `kernel` (none: nowhere), with the
+    /// default [`SELECTION_DEFERRAL_TIME`].
     pub fn new(kernel: Option<Arc<dyn Kernel>>) -> Self {
-        Self { kernel }
+        Self {
+            kernel,
+            selection_deferral: SELECTION_DEFERRAL_TIME,
+        }
+    }
+
+    /// Sets the Selection_Deferral_Timer of the routers started from now on.
+    #[must_use]
+    pub fn with_selection_deferral(mut self, time: Duration) -> Self {
+        self.selection_deferral = time;
+        self
     }
 }
 
@@ -40,9 +63,8 @@ impl RouterStarter {
                     .kernel
                     .clone()
                     .map(|kernel| Arc::new(FamilyKernel::new(kernel, ipv6)) as Arc<dyn Kernel>),
-                // BIRD's default, which Calico keeps for every peering.
-                graceful_restart_time: Some(Duration::from_secs(120)),
-                stale_sweep_after: STALE_SWEEP_AFTER,
+                graceful_restart_time: Some(RESTART_TIME),
+                stale_sweep_after: self.selection_deferral,
             },
             Some(listener),
         )

@@ -486,3 +486,71 @@ async fn family_kernel_lists_only_its_family_routes() {
         assert_eq!(listed, [expected], "ipv6 = {ipv6}");
     }
 }
+
+/// Creates or replaces a WorkloadEndpoint `namespace/name` on `node`.
+fn put_workload(store: &dyn Datastore, namespace: &str, name: &str, node: &str, ip: &str) {
+    let key = Key {
+        kind: WorkloadEndpointSpec::STORE_KIND.to_string(),
+        namespace: Some(namespace.to_string()),
+        name: name.to_string(),
+    };
+    let value = json!({
+        "metadata": {"name": name, "namespace": namespace, "labels": {"role": "router"}},
+        "spec": {"node": node, "orchestrator": "k8s", "workload": name, "pod": name,
+                 "endpoint": "eth0", "interfaceName": format!("cali{name}"),
+                 "ipNetworks": [format!("{ip}/32")]},
+    });
+    match store.get(&key) {
+        Ok(_) => drop(
+            store
+                .update(&key, &value, Precondition::Unconditional)
+                .expect("update"),
+        ),
+        Err(_) => drop(store.create(&key, &value).expect("create")),
+    }
+}
+
+#[tokio::test]
+async fn workload_endpoints_of_this_node_drive_local_workload_peerings() {
+    let daemon = start(Arc::new(RecordingKernel::new()));
+    let recorder = Arc::clone(&daemon.recorder);
+    eventually("the first apply", || recorder.calls().len() >= 3).await;
+    put(
+        daemon.store.as_ref(),
+        "BGPPeer",
+        "routers",
+        json!({"localWorkloadSelector": "role == 'router'", "asNumber": 65401}),
+    );
+    // One workload here, one on node b: only this node's is peered with.
+    put_workload(daemon.store.as_ref(), "vm", "r1", "b", "10.65.1.5");
+    put_workload(daemon.store.as_ref(), "vm", "r0", "a", "10.65.0.5");
+    // In address order.
+    let with_local = Call::Neighbors(vec![
+        "Mesh_10_0_0_2".into(),
+        "Local_Workload_10_65_0_5".into(),
+    ]);
+    eventually("the local workload peering", || {
+        recorder.calls().contains(&with_local)
+    })
+    .await;
+    let key = Key {
+        kind: WorkloadEndpointSpec::STORE_KIND.to_string(),
+        namespace: Some("vm".into()),
+        name: "r0".into(),
+    };
+    daemon
+        .store
+        .delete(&key, Precondition::Unconditional)
+        .expect("delete");
+    eventually("the local workload peering removed", || {
+        recorder.calls().last() == Some(&Call::Neighbors(vec!["Mesh_10_0_0_2".into()]))
+    })
+    .await;
+    let calls = daemon.stop().await;
+    assert!(
+        calls
+            .iter()
+            .all(|c| !matches!(c, Call::Neighbors(n) if n.iter().any(|p| p.contains("10_65_1_5")))),
+        "a workload of another node is never peered with: {calls:?}"
+    );
+}
