@@ -34,6 +34,10 @@
 //!   block's family is inside this node's subnet is routed natively
 //!   instead: `<block> via <node ip> proto 201`. Blocks of `Never` pools
 //!   are the BGP speaker's.
+//! * **Local workload peering**: with BGPConfiguration
+//!   `localWorkloadPeeringIPV4`/`IPV6` set, the host side of each local
+//!   workload interface some BGPPeer's `localWorkloadSelector` (for this
+//!   node) matches carries that address as a host prefix ([`LocalPeering`]).
 //!
 //! Route protocol 201 ([`RouteProto::TWILL_LOCAL`]) marks every route
 //! felix-rs owns: local pod routes (which twill-cni writes first) and the
@@ -50,14 +54,16 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use sha2::{Digest, Sha256};
-use twill_api::endpoint::WorkloadEndpointSpec;
+use twill_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
 use twill_api::felix::FelixConfigurationSpec;
 use twill_api::ipam::{BlockAffinitySpec, BlockAffinityState};
 use twill_api::ippool::{IPPoolSpec, VXLANMode};
 use twill_api::node::NodeSpec;
 use twill_kernel::{
-    FdbEntry, MacAddr, Neighbour, NextHop, Route, RouteProto, VXLAN_INTERFACE, VxlanSpec,
+    AddressEntry, FdbEntry, MacAddr, Neighbour, NextHop, Route, RouteProto, VXLAN_INTERFACE,
+    VxlanSpec,
 };
+use twill_selector::Selector;
 
 pub use plan::{Actual, VxlanLink, plan};
 
@@ -140,6 +146,8 @@ pub struct LocalEndpoint {
     pub ips: Vec<IpAddr>,
     /// The pod's MAC, when the endpoint records one.
     pub mac: Option<MacAddr>,
+    /// The labels selectors see (for BGPPeer `localWorkloadSelector`).
+    pub labels: BTreeMap<String, String>,
 }
 
 impl LocalEndpoint {
@@ -163,7 +171,45 @@ impl LocalEndpoint {
             interface: spec.interface_name.clone(),
             ips,
             mac: spec.mac.parse().ok(),
+            labels: BTreeMap::new(),
         })
+    }
+
+    /// The endpoint of a WorkloadEndpoint, with the labels selectors see;
+    /// `None` without an interface.
+    pub fn from_workload(wep: &WorkloadEndpoint) -> Option<Self> {
+        Self::from_spec(&wep.spec).map(|endpoint| Self {
+            labels: wep.selector_labels(),
+            ..endpoint
+        })
+    }
+}
+
+/// Peering with local workloads (Calico's BGPPeer `localWorkloadSelector`):
+/// the host side of each matching workload's interface carries the
+/// peering address, so that the workload can reach the node's BGP speaker
+/// there and the speaker can bind its session to it, as Calico's Felix does.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LocalPeering {
+    /// BGPConfiguration `default`'s `localWorkloadPeeringIPV4`.
+    pub v4: Option<Ipv4Addr>,
+    /// BGPConfiguration `default`'s `localWorkloadPeeringIPV6`.
+    pub v6: Option<Ipv6Addr>,
+    /// The `localWorkloadSelector` of each BGPPeer that applies to this
+    /// node, by BGPPeer name.
+    pub selectors: BTreeMap<String, Selector>,
+}
+
+impl LocalPeering {
+    /// The peering addresses `endpoint` should find on the host side of its
+    /// interface: none unless some selector matches it.
+    pub fn addresses(&self, endpoint: &LocalEndpoint) -> Vec<IpNet> {
+        if !self.selectors.values().any(|s| s.matches(&endpoint.labels)) {
+            return Vec::new();
+        }
+        let v4 = self.v4.map(|a| IpNet::from(IpAddr::V4(a)));
+        let v6 = self.v6.map(|a| IpNet::from(IpAddr::V6(a)));
+        v4.into_iter().chain(v6).collect()
     }
 }
 
@@ -373,6 +419,8 @@ pub struct RoutingModel {
     pub settings: RoutingSettings,
     /// The detected host MTU.
     pub host_mtu: u32,
+    /// Peering with local workloads.
+    pub local_peering: LocalPeering,
 }
 
 /// A VXLAN device this node should have.
@@ -396,6 +444,9 @@ pub struct Desired {
     pub neighbours: BTreeMap<(String, IpAddr), Neighbour>,
     /// FDB entries of the VXLAN devices.
     pub fdb: BTreeSet<FdbEntry>,
+    /// Addresses on the host side of workload interfaces (the local
+    /// workload peering address, see [`LocalPeering`]).
+    pub workload_addresses: BTreeSet<AddressEntry>,
 }
 
 /// The stable, locally administered MAC Twill gives a node's VXLAN device
@@ -472,6 +523,12 @@ impl RoutingModel {
     pub fn desired(&self) -> Desired {
         let mut out = Desired::default();
         for endpoint in self.endpoints.values() {
+            for addr in self.local_peering.addresses(endpoint) {
+                out.workload_addresses.insert(AddressEntry {
+                    link: endpoint.interface.clone(),
+                    addr,
+                });
+            }
             for ip in &endpoint.ips {
                 let route = Route::to_device(IpNet::from(*ip), &endpoint.interface)
                     .protocol(ROUTE_PROTOCOL);

@@ -9,8 +9,7 @@ use twill_api::bgp::{
     BGPConfigurationSpec, BGPPassword, BGPPeerSpec, NextHopMode, ReversePeering, SourceAddress,
     parse_peer_ip,
 };
-use twill_api::endpoint::WorkloadEndpointSpec;
-use twill_selector::{NAMESPACE_LABEL, Selector};
+use twill_selector::Selector;
 
 use super::filter::{Direction, append_rules};
 use super::{
@@ -310,35 +309,12 @@ fn remotes(
     }]
 }
 
-/// Calico's labels of a WorkloadEndpoint as selectors see them: its own,
-/// plus namespace, orchestrator and service account.
-fn workload_labels(wep: &Object<WorkloadEndpointSpec>) -> BTreeMap<String, String> {
-    let mut labels = wep.metadata.labels.clone();
-    let namespace = wep.metadata.namespace.as_deref().unwrap_or("default");
-    labels.insert(NAMESPACE_LABEL.to_string(), namespace.to_string());
-    let orchestrator = match wep.spec.orchestrator.as_str() {
-        "" => "k8s",
-        other => other,
-    };
-    labels.insert(
-        "projectcalico.org/orchestrator".to_string(),
-        orchestrator.to_string(),
-    );
-    if !wep.spec.service_account_name.is_empty() {
-        labels.insert(
-            "projectcalico.org/serviceaccount".to_string(),
-            wep.spec.service_account_name.clone(),
-        );
-    }
-    labels
-}
-
 /// The addresses of this node's workloads `selector` matches: each one's
 /// first IPv4 and first IPv6 address, as Calico peers with them.
 fn local_workloads(ctx: &Context<'_>, selector: &Selector) -> Vec<IpAddr> {
     let mut addresses = Vec::new();
     for wep in ctx.snapshot.workload_endpoints.values() {
-        if wep.spec.node != ctx.node_name || !selector.matches(&workload_labels(wep)) {
+        if wep.spec.node != ctx.node_name || !selector.matches(&wep.selector_labels()) {
             continue;
         }
         let ips: Vec<IpAddr> = wep

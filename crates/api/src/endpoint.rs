@@ -1,8 +1,11 @@
 //! Calico's `HostEndpoint` (a host interface under policy) and
 //! `WorkloadEndpoint` (a pod's interface, namespaced).
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use twill_selector::NAMESPACE_LABEL;
 
 use crate::common::{
     IpNet, Protocol, check_dns1123_subdomain, check_interface_name, check_mac, check_port_name,
@@ -213,6 +216,37 @@ pub struct WorkloadEndpointSpec {
 /// A Calico `WorkloadEndpoint`.
 pub type WorkloadEndpoint = Object<WorkloadEndpointSpec>;
 
+/// The label Calico adds to a workload endpoint with its orchestrator.
+pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
+
+/// The label Calico adds to a workload endpoint with its service account.
+pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+
+impl WorkloadEndpoint {
+    /// The labels selectors see on this endpoint, as Calico gives them: its
+    /// own, plus `projectcalico.org/namespace`, `projectcalico.org/orchestrator`
+    /// (`k8s` unless set) and, with a service account,
+    /// `projectcalico.org/serviceaccount`. (Labels inherited from the
+    /// namespace and service account profiles are not included.)
+    pub fn selector_labels(&self) -> BTreeMap<String, String> {
+        let mut labels = self.metadata.labels.clone();
+        let namespace = self.metadata.namespace.as_deref().unwrap_or("default");
+        labels.insert(NAMESPACE_LABEL.to_string(), namespace.to_string());
+        let orchestrator = match self.spec.orchestrator.as_str() {
+            "" => "k8s",
+            other => other,
+        };
+        labels.insert(ORCHESTRATOR_LABEL.to_string(), orchestrator.to_string());
+        if !self.spec.service_account_name.is_empty() {
+            labels.insert(
+                SERVICE_ACCOUNT_LABEL.to_string(),
+                self.spec.service_account_name.clone(),
+            );
+        }
+        labels
+    }
+}
+
 impl Validate for WorkloadEndpointPort {
     fn validate(&self, v: &mut Validator) {
         if self.name.is_empty() {
@@ -346,4 +380,42 @@ impl Spec for WorkloadEndpointSpec {
     const SHORT_NAMES: &'static [&'static str] = &["wep", "weps"];
     const NAMESPACED: bool = true;
     type Status = NoStatus;
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn wep(namespace: Option<&str>, orchestrator: &str, sa: &str) -> WorkloadEndpoint {
+        let mut wep: WorkloadEndpoint = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "n1-k8s-pod1-eth0", "labels": {"app": "web"}},
+            "spec": {"node": "n1", "interfaceName": "twl0000000001"},
+        }))
+        .unwrap();
+        wep.metadata.namespace = namespace.map(str::to_string);
+        wep.spec.orchestrator = orchestrator.into();
+        wep.spec.service_account_name = sa.into();
+        wep
+    }
+
+    #[test]
+    fn selectors_see_calicos_namespace_orchestrator_and_service_account_labels() {
+        let cases = [
+            (Some("prod"), "", "", "prod", "k8s", None),
+            (None, "openstack", "", "default", "openstack", None),
+            (Some("prod"), "", "api", "prod", "k8s", Some("api")),
+        ];
+        for (namespace, orchestrator, sa, want_ns, want_orch, want_sa) in cases {
+            let labels = wep(namespace, orchestrator, sa).selector_labels();
+            assert_eq!(labels["app"], "web");
+            assert_eq!(labels[NAMESPACE_LABEL], want_ns);
+            assert_eq!(labels[ORCHESTRATOR_LABEL], want_orch);
+            assert_eq!(
+                labels.get(SERVICE_ACCOUNT_LABEL).map(String::as_str),
+                want_sa
+            );
+        }
+    }
 }

@@ -6,7 +6,9 @@
 //!  list-watch Node ─────────────┤ RouteMsg::{Snapshot, Upserted, Deleted, WatchError}
 //!  list-watch IPPool ───────────┤
 //!  list-watch BlockAffinity ────┤
-//!  list-watch FelixConfiguration┘
+//!  list-watch FelixConfiguration┤
+//!  list-watch BGPConfiguration ─┤ (local workload peering)
+//!  list-watch BGPPeer ──────────┘
 //!                               ▼
 //!            ┌──── routing task (run) ─────┐
 //!            │ RoutingModel, stale-route   │──► IPAM (tunnel address) + Node write
@@ -36,7 +38,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 use twill_api::Spec;
-use twill_api::endpoint::WorkloadEndpointSpec;
+use twill_api::bgp::{BGPConfigurationSpec, BGPPeerSpec};
+use twill_api::endpoint::{WorkloadEndpoint, WorkloadEndpointSpec};
 use twill_api::felix::FelixConfigurationSpec;
 use twill_api::ipam::BlockAffinitySpec;
 use twill_api::ippool::{IPPoolAllowedUse, IPPoolSpec, VXLANMode};
@@ -46,9 +49,10 @@ use twill_store::{AsyncDatastore, Key, Object, Precondition};
 
 use super::health::Health;
 use crate::routing::{
-    self, Actual, Family, LocalEndpoint, NodeInfo, PoolInfo, ROUTE_PROTOCOL, RoutingModel,
-    RoutingSettings, VxlanLink, mtu, plan,
+    self, Actual, Family, LocalEndpoint, LocalPeering, NodeInfo, PoolInfo, ROUTE_PROTOCOL,
+    RoutingModel, RoutingSettings, VxlanLink, mtu, plan,
 };
+use twill_selector::Selector;
 
 /// Settings of the routing task.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -98,6 +102,8 @@ pub const ROUTING_KINDS: &[&str] = &[
     IPPoolSpec::STORE_KIND,
     BlockAffinitySpec::STORE_KIND,
     FelixConfigurationSpec::STORE_KIND,
+    BGPConfigurationSpec::STORE_KIND,
+    BGPPeerSpec::STORE_KIND,
 ];
 
 /// What the watch tasks tell the routing task.
@@ -186,16 +192,19 @@ pub enum RoutingError {
     },
 }
 
-/// Decodes a stored object of Calico shape into its spec.
-fn decode<S: Spec>(value: &serde_json::Value) -> Option<S> {
+/// Decodes a stored object of Calico shape.
+fn decode_object<S: Spec>(value: &serde_json::Value) -> Option<twill_api::Object<S>> {
     let mut value = value.clone();
     if let Some(map) = value.as_object_mut() {
         map.remove("apiVersion");
         map.remove("kind");
     }
-    serde_json::from_value::<twill_api::Object<S>>(value)
-        .ok()
-        .map(|o| o.spec)
+    serde_json::from_value::<twill_api::Object<S>>(value).ok()
+}
+
+/// Decodes a stored object of Calico shape into its spec.
+fn decode<S: Spec>(value: &serde_json::Value) -> Option<S> {
+    decode_object(value).map(|o| o.spec)
 }
 
 struct Router {
@@ -205,6 +214,8 @@ struct Router {
     health: Arc<Health>,
     model: RoutingModel,
     felix_configs: BTreeMap<String, FelixConfigurationSpec>,
+    bgp_configs: BTreeMap<String, BGPConfigurationSpec>,
+    bgp_peers: BTreeMap<String, BGPPeerSpec>,
     known: twill_daemon::KnownKeys,
     /// This node's Node object as stored (for the tunnel address write).
     my_node: Option<Object>,
@@ -260,9 +271,9 @@ impl Router {
         match kind {
             WorkloadEndpointSpec::STORE_KIND => {
                 let id = (item.key.namespace.clone().unwrap_or_default(), name);
-                match decode::<WorkloadEndpointSpec>(&item.value)
-                    .filter(|w| w.node == self.model.node)
-                    .and_then(|w| LocalEndpoint::from_spec(&w))
+                match decode_object::<WorkloadEndpointSpec>(&item.value)
+                    .filter(|w| w.spec.node == self.model.node)
+                    .and_then(|w: WorkloadEndpoint| LocalEndpoint::from_workload(&w))
                 {
                     Some(endpoint) => {
                         self.model.endpoints.insert(id, endpoint);
@@ -279,6 +290,7 @@ impl Router {
                         .insert(name.clone(), NodeInfo::from_spec(&spec));
                     if name == self.model.node {
                         self.my_node = Some(item);
+                        self.refresh_peering();
                     }
                 }
                 None => self.on_deleted(kind, &item.key),
@@ -314,6 +326,28 @@ impl Router {
                 }
                 self.refresh_settings();
             }
+            BGPConfigurationSpec::STORE_KIND => {
+                match decode::<BGPConfigurationSpec>(&item.value) {
+                    Some(spec) => {
+                        self.bgp_configs.insert(name, spec);
+                    }
+                    None => {
+                        self.bgp_configs.remove(&name);
+                    }
+                }
+                self.refresh_peering();
+            }
+            BGPPeerSpec::STORE_KIND => {
+                match decode::<BGPPeerSpec>(&item.value) {
+                    Some(spec) => {
+                        self.bgp_peers.insert(name, spec);
+                    }
+                    None => {
+                        self.bgp_peers.remove(&name);
+                    }
+                }
+                self.refresh_peering();
+            }
             _ => {}
         }
     }
@@ -330,6 +364,7 @@ impl Router {
                 self.model.nodes.remove(name);
                 if *name == self.model.node {
                     self.my_node = None;
+                    self.refresh_peering();
                 }
             }
             IPPoolSpec::STORE_KIND => {
@@ -341,6 +376,14 @@ impl Router {
             FelixConfigurationSpec::STORE_KIND => {
                 self.felix_configs.remove(name);
                 self.refresh_settings();
+            }
+            BGPConfigurationSpec::STORE_KIND => {
+                self.bgp_configs.remove(name);
+                self.refresh_peering();
+            }
+            BGPPeerSpec::STORE_KIND => {
+                self.bgp_peers.remove(name);
+                self.refresh_peering();
             }
             _ => {}
         }
@@ -355,6 +398,47 @@ impl Router {
             .or_else(|| self.felix_configs.get("default"))
             .map(RoutingSettings::from_felix_configuration)
             .unwrap_or_default();
+    }
+
+    /// BGPConfiguration `default`'s peering addresses and the
+    /// `localWorkloadSelector` of every BGPPeer that applies to this node
+    /// (its `node`, its `nodeSelector` against this node's labels, or
+    /// neither: every node). A selector that does not parse is skipped
+    /// (bgp-speaker reports it).
+    fn refresh_peering(&mut self) {
+        let global = self.bgp_configs.get("default");
+        let node_labels: BTreeMap<String, String> = self
+            .my_node
+            .as_ref()
+            .and_then(|n| n.value.pointer("/metadata/labels"))
+            .and_then(|l| serde_json::from_value(l.clone()).ok())
+            .unwrap_or_default();
+        let applies = |peer: &BGPPeerSpec| match (&peer.node, &peer.node_selector) {
+            (Some(node), _) if !node.is_empty() => *node == self.model.node,
+            (_, Some(selector)) if !selector.is_empty() => {
+                Selector::parse(selector).is_ok_and(|s| s.matches(&node_labels))
+            }
+            _ => true,
+        };
+        let selectors = self
+            .bgp_peers
+            .iter()
+            .filter(|(_, peer)| applies(peer))
+            .filter_map(|(name, peer)| {
+                let text = peer.local_workload_selector.as_deref()?;
+                let selector = Selector::parse(text).ok().filter(|_| !text.is_empty())?;
+                Some((name.clone(), selector))
+            })
+            .collect();
+        self.model.local_peering = LocalPeering {
+            v4: global
+                .and_then(|g| g.local_workload_peering_ipv4.as_ref())
+                .and_then(|ip| ip.parse().ok()),
+            v6: global
+                .and_then(|g| g.local_workload_peering_ipv6.as_ref())
+                .and_then(|ip| ip.parse().ok()),
+            selectors,
+        };
     }
 
     async fn kernel<T>(
@@ -408,11 +492,18 @@ impl Router {
         let neighbours = self
             .kernel(|| "listing neighbours".into(), k.list_neighbours(None))
             .await?;
+        let workload_addresses = self
+            .kernel(|| "listing addresses".into(), k.list_addresses(None))
+            .await?
+            .into_iter()
+            .filter(|a| a.link.starts_with(twill_kernel::WORKLOAD_INTERFACE_PREFIX))
+            .collect();
         Ok(Actual {
             vxlan,
             routes,
             neighbours,
             fdb,
+            workload_addresses,
         })
     }
 
@@ -680,6 +771,8 @@ pub async fn run(
         health,
         model: RoutingModel::new(node),
         felix_configs: BTreeMap::new(),
+        bgp_configs: BTreeMap::new(),
+        bgp_peers: BTreeMap::new(),
         known: twill_daemon::KnownKeys::default(),
         my_node: None,
         stale_since: BTreeMap::new(),
@@ -738,6 +831,8 @@ mod tests {
             health: Arc::new(Health::new()),
             model: RoutingModel::new("n1"),
             felix_configs: BTreeMap::new(),
+            bgp_configs: BTreeMap::new(),
+            bgp_peers: BTreeMap::new(),
             known: twill_daemon::KnownKeys::default(),
             my_node: None,
             stale_since: BTreeMap::new(),
@@ -805,6 +900,65 @@ mod tests {
             &Key::cluster(FelixConfigurationSpec::STORE_KIND, "node.n1"),
         );
         assert_eq!(r.model.settings.vni, 7);
+    }
+
+    #[test]
+    fn local_workload_selectors_of_peers_for_this_node_are_kept() {
+        let kernel = RecordingKernel::new();
+        let mut r = router(&kernel, Duration::ZERO);
+        r.on_upserted(
+            NodeSpec::STORE_KIND,
+            object(
+                NodeSpec::STORE_KIND,
+                "n1",
+                serde_json::json!({"metadata": {"name": "n1", "labels": {"rack": "r1"}}, "spec": {}}),
+            ),
+        );
+        r.on_upserted(
+            BGPConfigurationSpec::STORE_KIND,
+            object(
+                BGPConfigurationSpec::STORE_KIND,
+                "default",
+                serde_json::json!({"metadata": {"name": "default"},
+                    "spec": {"localWorkloadPeeringIPV4": "10.0.255.1"}}),
+            ),
+        );
+        let peers = [
+            ("everywhere", serde_json::json!({})),
+            ("here", serde_json::json!({"node": "n1"})),
+            ("elsewhere", serde_json::json!({"node": "n2"})),
+            (
+                "rack-r1",
+                serde_json::json!({"nodeSelector": "rack == 'r1'"}),
+            ),
+            (
+                "rack-r2",
+                serde_json::json!({"nodeSelector": "rack == 'r2'"}),
+            ),
+        ];
+        for (name, mut spec) in peers {
+            spec["localWorkloadSelector"] = "app == 'bird'".into();
+            spec["asNumber"] = 65001.into();
+            r.on_upserted(
+                BGPPeerSpec::STORE_KIND,
+                object(
+                    BGPPeerSpec::STORE_KIND,
+                    name,
+                    serde_json::json!({"metadata": {"name": name}, "spec": spec}),
+                ),
+            );
+        }
+        let peering = &r.model.local_peering;
+        assert_eq!(peering.v4, Some("10.0.255.1".parse().unwrap()));
+        assert_eq!(peering.v6, None);
+        let names: Vec<&str> = peering.selectors.keys().map(String::as_str).collect();
+        assert_eq!(names, ["everywhere", "here", "rack-r1"]);
+
+        r.on_deleted(
+            BGPConfigurationSpec::STORE_KIND,
+            &Key::cluster(BGPConfigurationSpec::STORE_KIND, "default"),
+        );
+        assert_eq!(r.model.local_peering.v4, None);
     }
 
     #[test]

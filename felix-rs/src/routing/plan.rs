@@ -7,7 +7,8 @@
 //! * routes with protocol [`ROUTE_PROTOCOL`] in the main table;
 //! * permanent neighbour entries on workload interfaces (`twl…`) and on
 //!   the VXLAN devices;
-//! * FDB entries and addresses of the VXLAN devices, and the devices.
+//! * FDB entries and addresses of the VXLAN devices, and the devices;
+//! * addresses on workload interfaces, but for IPv6 link-local ones.
 //!
 //! Order: device (create, MTU, MAC, up, address), FDB, neighbours, routes;
 //! then removals in reverse (routes, neighbours, FDB, device). A local
@@ -45,6 +46,8 @@ pub struct Actual {
     pub neighbours: Vec<Neighbour>,
     /// FDB entries (those of other devices are ignored).
     pub fdb: Vec<FdbEntry>,
+    /// Addresses on workload interfaces (IPv6 link-local ones are ignored).
+    pub workload_addresses: Vec<AddressEntry>,
 }
 
 /// Whether a neighbour entry on `link` is Twill's.
@@ -149,6 +152,23 @@ pub fn plan(
                 link: have.link.clone(),
                 ip: have.ip,
             });
+        }
+    }
+
+    // Addresses on the host side of workload interfaces.
+    let have_addresses: BTreeSet<&AddressEntry> = actual
+        .workload_addresses
+        .iter()
+        .filter(|a| a.link.starts_with(WORKLOAD_INTERFACE_PREFIX) && !is_link_local(&a.addr))
+        .collect();
+    for entry in &desired.workload_addresses {
+        if !have_addresses.contains(entry) {
+            ops.push(KernelOp::AddAddress(entry.clone()));
+        }
+    }
+    for entry in have_addresses {
+        if !desired.workload_addresses.contains(entry) {
+            removals.push(KernelOp::DeleteAddress(entry.clone()));
         }
     }
 

@@ -72,6 +72,7 @@ fn model(mode: VXLANMode) -> RoutingModel {
             interface: "twl0000000001".into(),
             ips: vec![ip("10.65.0.5")],
             mac: Some(POD_MAC),
+            labels: BTreeMap::new(),
         },
     );
     m
@@ -319,6 +320,13 @@ async fn actual(kernel: &RecordingKernel) -> Actual {
             .unwrap(),
         neighbours: kernel.list_neighbours(None).await.unwrap(),
         fdb: kernel.list_fdb(None).await.unwrap(),
+        workload_addresses: kernel
+            .list_addresses(None)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.link.starts_with(twill_kernel::WORKLOAD_INTERFACE_PREFIX))
+            .collect(),
     }
 }
 
@@ -726,5 +734,92 @@ async fn a_device_with_another_vni_port_or_address_is_recreated() {
         plan(&m.desired(), &actual(&kernel).await, |_| true),
         Vec::new(),
         "recreated with its address, FDB and neighbours"
+    );
+}
+
+// ---- local workload peering ----
+
+fn peering(selector: &str) -> LocalPeering {
+    LocalPeering {
+        v4: Some("10.0.255.1".parse().unwrap()),
+        v6: Some("fd00::ff:1".parse().unwrap()),
+        selectors: [("bird-in-pod".to_string(), selector.parse().unwrap())].into(),
+    }
+}
+
+fn peering_model(selector: &str, color: &str) -> RoutingModel {
+    let mut m = model(VXLANMode::Never);
+    let pod = m.endpoints.get_mut(&("ns".into(), "pod1".into())).unwrap();
+    pod.labels = [("color".to_string(), color.to_string())].into();
+    m.local_peering = peering(selector);
+    m
+}
+
+fn on_pod(addr: &str) -> AddressEntry {
+    AddressEntry {
+        link: "twl0000000001".into(),
+        addr: net(addr),
+    }
+}
+
+#[test]
+fn matching_workloads_get_the_peering_addresses_on_their_host_side() {
+    let cases = [
+        (
+            "color == 'red'",
+            "red",
+            vec![on_pod("10.0.255.1/32"), on_pod("fd00::ff:1/128")],
+        ),
+        ("color == 'red'", "blue", vec![]),
+        (
+            "has(color)",
+            "blue",
+            vec![on_pod("10.0.255.1/32"), on_pod("fd00::ff:1/128")],
+        ),
+    ];
+    for (selector, color, want) in cases {
+        let got: Vec<AddressEntry> = peering_model(selector, color)
+            .desired()
+            .workload_addresses
+            .into_iter()
+            .collect();
+        assert_eq!(got, want, "{selector} on color={color}");
+    }
+}
+
+#[test]
+fn without_a_peering_address_or_selector_nothing_is_added() {
+    let mut m = peering_model("all()", "red");
+    m.local_peering.v4 = None;
+    m.local_peering.v6 = None;
+    assert!(m.desired().workload_addresses.is_empty());
+    let mut m = peering_model("all()", "red");
+    m.local_peering.selectors.clear();
+    assert!(m.desired().workload_addresses.is_empty());
+}
+
+#[tokio::test]
+async fn peering_addresses_come_and_go_with_the_selector_and_link_local_ones_stay() {
+    let kernel = kernel_with_pod().await;
+    let link_local = on_pod("fe80::1/64");
+    kernel
+        .add_address("twl0000000001", link_local.addr)
+        .await
+        .unwrap();
+    let m = peering_model("color == 'red'", "red");
+    let ops = plan(&m.desired(), &actual(&kernel).await, |_| true);
+    assert!(ops.contains(&KernelOp::AddAddress(on_pod("10.0.255.1/32"))));
+    apply(&kernel, ops).await;
+    assert_eq!(plan(&m.desired(), &actual(&kernel).await, |_| true), vec![]);
+
+    let relabelled = peering_model("color == 'red'", "blue");
+    let ops = plan(&relabelled.desired(), &actual(&kernel).await, |_| true);
+    assert_eq!(
+        ops,
+        vec![
+            KernelOp::DeleteAddress(on_pod("10.0.255.1/32")),
+            KernelOp::DeleteAddress(on_pod("fd00::ff:1/128")),
+        ],
+        "the link-local address is not Twill's"
     );
 }
