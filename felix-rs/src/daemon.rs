@@ -51,6 +51,7 @@
 //!   difference repaired.
 
 pub mod health;
+mod msg;
 pub mod routes;
 mod status;
 #[cfg(test)]
@@ -66,10 +67,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
+use twill_api::Spec;
 use twill_api::felix::FelixConfigurationSpec;
-use twill_api::{Resource, Spec};
 use twill_kernel::{Kernel, KernelError, KernelExt};
-use twill_store::{AsyncDatastore, Key, Object};
+use twill_store::{AsyncDatastore, Key};
 
 use crate::graph::Prepared;
 use crate::model::Update;
@@ -78,6 +79,8 @@ use crate::render::{IncrementalRender, RenderConfig, from_endpoint_chain};
 use crate::ruleset::{Op, Touched};
 use crate::{CalcGraph, Ruleset, plan, readback, script};
 use health::{Health, ResyncState};
+use msg::deleted_update;
+pub use msg::{Decoded, EndpointFields, FelixMsg, Item};
 use status::{LocalWep, StatusDir};
 
 /// The nft family of Twill's table.
@@ -249,204 +252,6 @@ pub enum DaemonError {
         /// The I/O error.
         source: std::io::Error,
     },
-}
-
-/// One datastore object, decoded by the watch task.
-#[derive(Debug)]
-pub struct Item {
-    /// Its key.
-    pub key: Key,
-    /// Its revision.
-    pub revision: u64,
-    /// What the owner task needs of the decoded resource, or why it does
-    /// not decode.
-    pub resource: Result<Decoded, String>,
-}
-
-impl Item {
-    fn decode(object: Object) -> Self {
-        let resource = Resource::from_json(object.value)
-            .map(Decoded::from_resource)
-            .map_err(|violations| {
-                violations
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
-        Self {
-            key: object.key,
-            revision: object.revision.0,
-            resource,
-        }
-    }
-}
-
-/// What the owner task keeps of a decoded resource: for the graph, the
-/// update already converted (on the watch task, in parallel with the
-/// owner); for configuration, the spec. The resource itself is dropped
-/// where it was decoded.
-#[derive(Debug)]
-pub enum Decoded {
-    /// A resource the calculation graph takes.
-    Graph {
-        /// The update, converted.
-        update: Prepared,
-        /// For a WorkloadEndpoint, what its status file needs.
-        endpoint: Option<EndpointFields>,
-    },
-    /// A FelixConfiguration.
-    FelixConfiguration(Box<FelixConfigurationSpec>),
-    /// An IP pool.
-    IpPool(Box<twill_api::ippool::IPPoolSpec>),
-    /// A kind felix-rs does not use.
-    Ignored,
-}
-
-/// The fields of a WorkloadEndpoint the daemon itself reads.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EndpointFields {
-    /// `spec.node`.
-    pub node: String,
-    /// `spec.containerID`.
-    pub container_id: String,
-    /// `spec.interfaceName`.
-    pub interface: String,
-}
-
-impl Decoded {
-    /// Converts a decoded resource.
-    pub fn from_resource(resource: Resource) -> Self {
-        let endpoint = match &resource {
-            Resource::WorkloadEndpoint(wep) => Some(EndpointFields {
-                node: wep.spec.node.clone(),
-                container_id: wep.spec.container_id.clone(),
-                interface: wep.spec.interface_name.clone(),
-            }),
-            Resource::FelixConfiguration(fc) => {
-                return Decoded::FelixConfiguration(Box::new(fc.spec.clone()));
-            }
-            Resource::IPPool(pool) => return Decoded::IpPool(Box::new(pool.spec.clone())),
-            _ => None,
-        };
-        match Update::from_resource(resource) {
-            Some(update) => Decoded::Graph {
-                update: Prepared::from(update),
-                endpoint,
-            },
-            None => Decoded::Ignored,
-        }
-    }
-}
-
-/// What the child tasks tell the owner task.
-#[derive(Debug)]
-pub enum FelixMsg {
-    /// The complete state of a kind: replaces what was known of it.
-    Snapshot {
-        /// The datastore kind.
-        kind: &'static str,
-        /// Every object of the kind.
-        items: Vec<Item>,
-    },
-    /// An object was created or changed.
-    Upserted {
-        /// The datastore kind.
-        kind: &'static str,
-        /// The object.
-        item: Item,
-    },
-    /// An object was deleted.
-    Deleted {
-        /// The datastore kind.
-        kind: &'static str,
-        /// Its key.
-        key: Key,
-    },
-    /// A watch reported an error (it retries on its own).
-    WatchError {
-        /// The datastore kind.
-        kind: &'static str,
-        /// The error.
-        error: String,
-    },
-}
-
-impl twill_daemon::WatchMsg for FelixMsg {
-    fn snapshot(kind: &'static str, items: Vec<Object>) -> Self {
-        Self::Snapshot {
-            kind,
-            items: items.into_iter().map(Item::decode).collect(),
-        }
-    }
-
-    fn upserted(kind: &'static str, object: Object) -> Self {
-        Self::Upserted {
-            kind,
-            item: Item::decode(object),
-        }
-    }
-
-    fn deleted(kind: &'static str, object: Object) -> Self {
-        Self::Deleted {
-            kind,
-            key: object.key,
-        }
-    }
-
-    fn watch_error(kind: &'static str, error: twill_store::Error) -> Self {
-        Self::WatchError {
-            kind,
-            error: error.to_string(),
-        }
-    }
-}
-
-/// The update that removes an object of `kind` from the graph.
-fn deleted_update(kind: &str, key: &Key) -> Option<Update> {
-    let namespace = || key.namespace.clone().unwrap_or_else(|| "default".into());
-    let name = key.name.clone();
-    use twill_api::endpoint::{HostEndpointSpec, WorkloadEndpointSpec};
-    use twill_api::networkset::{GlobalNetworkSetSpec, NetworkSetSpec};
-    use twill_api::policy::{GlobalNetworkPolicySpec, NetworkPolicySpec};
-    Some(match kind {
-        WorkloadEndpointSpec::STORE_KIND => Update::WorkloadEndpointDeleted {
-            namespace: namespace(),
-            name,
-        },
-        NetworkPolicySpec::STORE_KIND => Update::PolicyDeleted {
-            namespace: namespace(),
-            name,
-        },
-        GlobalNetworkPolicySpec::STORE_KIND => Update::GlobalPolicyDeleted { name },
-        twill_api::k8s::KubernetesNetworkPolicySpec::STORE_KIND => {
-            Update::KubernetesPolicyDeleted {
-                namespace: namespace(),
-                name,
-            }
-        }
-        twill_api::tier::TierSpec::STORE_KIND => Update::TierDeleted { name },
-        NetworkSetSpec::STORE_KIND => Update::NetworkSetDeleted {
-            namespace: namespace(),
-            name,
-        },
-        GlobalNetworkSetSpec::STORE_KIND => Update::GlobalNetworkSetDeleted { name },
-        HostEndpointSpec::STORE_KIND => Update::HostEndpointDeleted { name },
-        twill_api::profile::ProfileSpec::STORE_KIND => {
-            if let Some(ns) = name.strip_prefix("kns.") {
-                Update::NamespaceDeleted { name: ns.into() }
-            } else if let Some((ns, sa)) = name.strip_prefix("ksa.").and_then(|r| r.split_once('.'))
-            {
-                Update::ServiceAccountDeleted {
-                    namespace: ns.into(),
-                    name: sa.into(),
-                }
-            } else {
-                Update::ProfileDeleted { name }
-            }
-        }
-        _ => return None,
-    })
 }
 
 /// How the daemon knows the kernel holds what it applied.
@@ -710,9 +515,22 @@ impl Felix {
         }
     }
 
+    /// Tells the graph the host's interface addresses when a HostEndpoint
+    /// has only `expectedIPs` (on every apply, so on every drift check too).
+    async fn resolve_host_endpoints(&mut self) {
+        if !self.graph.wants_host_addresses() {
+            return;
+        }
+        match self.kernel.list_addresses(None).await {
+            Ok(entries) => self.update(Update::host_interface_addresses(&entries)),
+            Err(error) => tracing::warn!(%error, "cannot list the host's addresses"),
+        }
+    }
+
     /// Render what changed, plan, one transaction, verify.
     async fn try_apply(&mut self) -> Result<Applied, DaemonError> {
         let started = std::time::Instant::now();
+        self.resolve_host_endpoints().await;
         self.renderer.set_config(self.render_config.clone());
         self.renderer.sync(&mut self.graph);
         self.touched.merge(self.renderer.take_touched());

@@ -169,10 +169,13 @@ pub struct CalcGraph {
     endpoints: BTreeMap<EndpointKey, Endpoint>,
     net_sets: BTreeMap<NetSetKey, NetSet>,
     host_endpoints: BTreeMap<String, HostEndpointInfo>,
+    /// The host's interface addresses: address → interface.
+    host_addresses: BTreeMap<std::net::IpAddr, String>,
     policy_index: LabelIndex<PolicyKey, LocalKey, String>,
     ipset_index: LabelIndex<String, Member, String>,
-    /// Rule selectors by ID, with the number of policy references.
-    rule_selectors: BTreeMap<String, (Selector, usize)>,
+    /// The number of policy references to each rule selector, by ID (the
+    /// selector itself is held by the IP-set index alone).
+    rule_selectors: BTreeMap<String, usize>,
     changes: Changes,
     dirty: bool,
     in_sync: bool,
@@ -235,6 +238,7 @@ impl CalcGraph {
             endpoints: BTreeMap::new(),
             net_sets: BTreeMap::new(),
             host_endpoints: BTreeMap::new(),
+            host_addresses: BTreeMap::new(),
             policy_index: LabelIndex::new(),
             ipset_index: LabelIndex::new(),
             rule_selectors: BTreeMap::new(),
@@ -433,6 +437,10 @@ impl CalcGraph {
                 self.remove_host_endpoint(&name);
                 Ok(())
             }
+            Update::HostInterfaceAddresses(interfaces) => {
+                self.set_host_addresses(interfaces);
+                Ok(())
+            }
             Update::InSync => {
                 self.in_sync = true;
                 Ok(())
@@ -557,19 +565,19 @@ impl CalcGraph {
     fn add_rule_selector(&mut self, sel: Selector) {
         let id = sel.id();
         match self.rule_selectors.get_mut(&id) {
-            Some((_, count)) => *count += 1,
+            Some(count) => *count += 1,
             None => {
-                let events = self.ipset_index.update_selector(id.clone(), sel.clone());
+                let events = self.ipset_index.update_selector(id.clone(), sel);
                 self.note_member_events(events);
                 self.changes.selectors.insert(id.clone());
-                self.rule_selectors.insert(id, (sel, 1));
+                self.rule_selectors.insert(id, 1);
             }
         }
     }
 
     fn release_rule_selector(&mut self, sel: &Selector) {
         let id = sel.id();
-        if let Some((_, count)) = self.rule_selectors.get_mut(&id) {
+        if let Some(count) = self.rule_selectors.get_mut(&id) {
             *count -= 1;
             if *count == 0 {
                 self.rule_selectors.remove(&id);
@@ -615,7 +623,7 @@ impl CalcGraph {
         self.changes.selectors.extend(selectors);
     }
 
-    fn upsert_endpoint(&mut self, key: EndpointKey, ep: Endpoint) {
+    fn upsert_endpoint(&mut self, key: EndpointKey, mut ep: Endpoint) {
         let parents = Self::parents(&ep);
         let local = LocalKey::Workload(key.clone());
         let member = Member::Endpoint(key.clone());
@@ -626,16 +634,17 @@ impl CalcGraph {
         if old.is_none_or(|o| o.addrs != ep.addrs || o.ports != ep.ports) {
             self.note_member_content(&member);
         }
+        // The labels live in the indexes alone (interned there): a copy in
+        // the stored endpoint would be a third one ([`CalcGraph::endpoint_labels`]).
+        let labels = std::mem::take(&mut ep.labels);
         let events = if ep.node == self.hostname {
             self.policy_index
-                .update_item(local, ep.labels.clone(), parents.clone())
+                .update_item(local, labels.clone(), parents.clone())
         } else {
             self.policy_index.remove_item(&local)
         };
         self.note_local_events(events);
-        let events = self
-            .ipset_index
-            .update_item(member, ep.labels.clone(), parents);
+        let events = self.ipset_index.update_item(member, labels, parents);
         self.note_member_events(events);
         self.endpoints.insert(key, ep);
     }
@@ -654,7 +663,8 @@ impl CalcGraph {
         self.note_member_events(events);
     }
 
-    fn upsert_host_endpoint(&mut self, name: String, info: HostEndpointInfo) {
+    fn upsert_host_endpoint(&mut self, name: String, mut info: HostEndpointInfo) {
+        info.resolved_interface = self.interface_carrying(&info);
         let local = LocalKey::Host(name.clone());
         let member = Member::Host(name.clone());
         let old = self.host_endpoints.get(&name);
@@ -694,11 +704,59 @@ impl CalcGraph {
         self.note_member_events(events);
     }
 
-    /// This node's HostEndpoints that name one interface, by name.
+    /// The interface carrying one of an interface-less HostEndpoint's
+    /// expected addresses (the first by name; empty: none, or it names one).
+    fn interface_carrying(&self, info: &HostEndpointInfo) -> String {
+        if !info.interface.is_empty() || info.node != self.hostname {
+            return String::new();
+        }
+        info.addrs
+            .iter()
+            .filter_map(|net| self.host_addresses.get(&net.addr()))
+            .min()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Takes the host's interface addresses; interface-less HostEndpoints
+    /// whose interface changed are re-rendered.
+    fn set_host_addresses(&mut self, interfaces: BTreeMap<String, Vec<std::net::IpAddr>>) {
+        self.host_addresses = interfaces
+            .into_iter()
+            .flat_map(|(iface, addrs)| addrs.into_iter().map(move |a| (a, iface.clone())))
+            .collect();
+        let resolved: Vec<(String, String)> = self
+            .host_endpoints
+            .iter()
+            .filter_map(|(name, info)| {
+                let iface = self.interface_carrying(info);
+                (iface != info.resolved_interface).then(|| (name.clone(), iface))
+            })
+            .collect();
+        for (name, iface) in resolved {
+            if let Some(info) = self.host_endpoints.get_mut(&name) {
+                info.resolved_interface = iface;
+            }
+            self.changes.locals.insert(LocalKey::Host(name));
+        }
+    }
+
+    /// Whether a local HostEndpoint has no `interfaceName`: the host's
+    /// interface addresses are then wanted
+    /// ([`Update::HostInterfaceAddresses`], when HostEndpoints change and on
+    /// every resync).
+    pub fn wants_host_addresses(&self) -> bool {
+        self.host_endpoints
+            .values()
+            .any(|h| h.node == self.hostname && h.interface.is_empty())
+    }
+
+    /// This node's HostEndpoints with an interface (named, `*`, or
+    /// resolved from their expected addresses), by name.
     pub fn local_host_endpoints(&self) -> impl Iterator<Item = (&String, &HostEndpointInfo)> {
-        self.host_endpoints.iter().filter(|(_, h)| {
-            h.node == self.hostname && !h.interface.is_empty() && h.interface != "*"
-        })
+        self.host_endpoints
+            .iter()
+            .filter(|(_, h)| h.node == self.hostname && !h.effective_interface().is_empty())
     }
 
     /// [`CalcGraph::policies_for`] for a HostEndpoint of this node.
@@ -771,9 +829,17 @@ impl CalcGraph {
         std::mem::take(&mut self.changes)
     }
 
-    /// A workload endpoint (local or remote) by key.
+    /// A workload endpoint (local or remote) by key. Its `labels` are
+    /// empty: the graph keeps them in its indexes only
+    /// ([`CalcGraph::endpoint_labels`]).
     pub fn endpoint(&self, key: &EndpointKey) -> Option<&Endpoint> {
         self.endpoints.get(key)
+    }
+
+    /// A workload endpoint's own labels (without inherited namespace and
+    /// service-account labels).
+    pub fn endpoint_labels(&self, key: &EndpointKey) -> Option<BTreeMap<String, String>> {
+        self.ipset_index.own_labels(&Member::Endpoint(key.clone()))
     }
 
     /// A HostEndpoint (of any node) by name.

@@ -45,13 +45,22 @@
 //!                drop
 //!
 //! input (hook input, prio 0, policy accept)
-//!  ├─ iifname vmap @hep-in-dispatch ──goto──► hin-<iface>   (HostEndpoints)
+//!  ├─ ct untracked with the accept mark → accept   (doNotTrack policy allowed it)
 //!  ├─ iifname "twl*" icmpv6 ND/MLD types → accept
 //!  ├─ iifname "twl*" jump from-wl            (the endpoint's egress policy)
-//!  └─ iifname "twl*" drop | accept           (workload-to-host default action)
+//!  ├─ iifname "twl*" drop | accept           (workload-to-host default action)
+//!  ├─ iifname vmap @hep-in-dispatch ──goto──► hin-<iface>   (HostEndpoints)
+//!  └─ iifname != "lo" goto hin--all          (the `*` HostEndpoint, if any)
 //!
 //! output (hook output, prio 0, policy accept)
-//!  └─ oifname vmap @hep-out-dispatch ──goto──► hout-<iface>
+//!  ├─ ct untracked with the accept mark → accept
+//!  ├─ oifname vmap @hep-out-dispatch ──goto──► hout-<iface>
+//!  └─ oifname != "lo" oifname != "twl*" goto hout--all
+//!
+//! forward also jumps to hep-fwd-in / hep-fwd-out around the workload
+//! chains, and raw-prerouting, raw-output (prio -300) and prednat
+//! (prerouting, prio -110) dispatch to the HostEndpoints' doNotTrack and
+//! preDNAT chains: see `render::host`.
 //!
 //! hin-<iface> / hout-<iface> (a HostEndpoint, traffic to / from the host):
 //!    ct established,related → accept; ct invalid → drop

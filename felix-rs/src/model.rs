@@ -23,10 +23,7 @@ use crate::Error;
 mod k8s;
 pub use k8s::translate_kubernetes_policy;
 
-/// Label naming the orchestrator of a workload endpoint (`k8s` for pods).
-pub const ORCHESTRATOR_LABEL: &str = "projectcalico.org/orchestrator";
-/// Label naming a workload endpoint's service account.
-pub const SERVICE_ACCOUNT_LABEL: &str = "projectcalico.org/serviceaccount";
+pub use twill_api::endpoint::{ORCHESTRATOR_LABEL, SERVICE_ACCOUNT_LABEL};
 /// Prefix of service-account labels inherited by endpoints.
 pub const SERVICE_ACCOUNT_LABEL_PREFIX: &str = "pcsa.";
 /// Label Calico's profiles add with the namespace's or service account's name
@@ -151,9 +148,28 @@ pub struct Policy {
     pub egress: Vec<PolicyRule>,
     /// Fields felix-rs cannot enforce as written, with why and what it
     /// enforces instead (a rule's `services` match, see
-    /// [`SERVICES_UNSUPPORTED`]; a GlobalNetworkPolicy's `doNotTrack`,
-    /// `preDNAT` or `applyOnForward`, see [`HOST_FLAGS_UNSUPPORTED`]).
+    /// [`SERVICES_UNSUPPORTED`]).
     pub unsupported: Vec<(String, &'static str)>,
+    /// Where a GlobalNetworkPolicy applies to HostEndpoints.
+    pub host_mode: HostPolicyMode,
+}
+
+/// Where a GlobalNetworkPolicy selecting HostEndpoints is enforced
+/// (Calico's `doNotTrack`, `preDNAT` and `applyOnForward`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HostPolicyMode {
+    /// Traffic to and from the host (the filter input and output hooks).
+    #[default]
+    Normal,
+    /// As [`HostPolicyMode::Normal`], and traffic forwarded through the
+    /// HostEndpoint's interface (`applyOnForward: true`).
+    ApplyOnForward,
+    /// Before connection tracking (`doNotTrack: true`): Allow makes the
+    /// packet untracked, so replies need their own rules.
+    Untracked,
+    /// Ingress traffic arriving through the interface, before DNAT
+    /// (`preDNAT: true`).
+    PreDnat,
 }
 
 /// Why a rule's `services` match is not enforced as written.
@@ -161,12 +177,6 @@ pub const SERVICES_UNSUPPORTED: &str = "services matches need Kubernetes Service
      endpoints, which Twill's datastore does not hold yet; such a rule is enforced fail closed \
      (Allow, Pass and Log rules with services never match; Deny rules with services deny \
      whatever else they match)";
-
-/// Why a GlobalNetworkPolicy's `doNotTrack`, `preDNAT` and
-/// `applyOnForward` are not enforced as written.
-pub const HOST_FLAGS_UNSUPPORTED: &str = "felix-rs does not render untracked (raw table), \
-     pre-DNAT or forwarded-traffic host endpoint policy yet; the policy is enforced as a \
-     normal policy on traffic to and from the host only";
 
 /// A tier's ordering and default action.
 #[derive(Debug, Clone, PartialEq)]
@@ -222,7 +232,9 @@ pub struct Endpoint {
     pub node: String,
     /// Its host-side interface (meaningful for local endpoints).
     pub interface: String,
-    /// Its own labels plus Calico's `projectcalico.org/*` labels.
+    /// Its own labels plus Calico's `projectcalico.org/*` labels. The
+    /// calculation graph moves them into its label indexes (read them back
+    /// with `CalcGraph::endpoint_labels`).
     pub labels: BTreeMap<String, String>,
     /// Its namespace.
     pub namespace: String,
@@ -272,7 +284,7 @@ pub struct HostEndpointInfo {
     /// The node it belongs to.
     pub node: String,
     /// The interface it covers (empty: addresses only; `*`: every
-    /// interface, which felix-rs does not police yet).
+    /// interface that no named HostEndpoint covers).
     pub interface: String,
     /// Its labels.
     pub labels: BTreeMap<String, String>,
@@ -280,6 +292,36 @@ pub struct HostEndpointInfo {
     pub addrs: Vec<IpNet>,
     /// The profiles whose rules apply after every tier, in order.
     pub profiles: Vec<String>,
+    /// For a HostEndpoint without `interfaceName`: the host interface that
+    /// carries one of its expected addresses (empty: none found yet).
+    pub resolved_interface: String,
+}
+
+impl HostEndpointInfo {
+    /// The interface it is enforced on: `interfaceName`, else the one
+    /// carrying its expected addresses (empty: none).
+    pub fn effective_interface(&self) -> &str {
+        if self.interface.is_empty() {
+            &self.resolved_interface
+        } else {
+            &self.interface
+        }
+    }
+}
+
+impl Update {
+    /// [`Update::HostInterfaceAddresses`] from the kernel's address list
+    /// (`list_addresses(None)`).
+    pub fn host_interface_addresses(entries: &[twill_kernel::AddressEntry]) -> Self {
+        let mut interfaces: BTreeMap<String, Vec<std::net::IpAddr>> = BTreeMap::new();
+        for entry in entries {
+            interfaces
+                .entry(entry.link.clone())
+                .or_default()
+                .push(entry.addr.addr());
+        }
+        Update::HostInterfaceAddresses(interfaces)
+    }
 }
 
 /// A NetworkSet or GlobalNetworkSet: labelled CIDRs selectors can match.
@@ -395,6 +437,10 @@ pub enum Update {
         /// Its name.
         name: String,
     },
+    /// The host's interfaces and their addresses (from the kernel): a
+    /// HostEndpoint without `interfaceName` is enforced on the interface
+    /// carrying one of its `expectedIPs`.
+    HostInterfaceAddresses(BTreeMap<String, Vec<std::net::IpAddr>>),
     /// The datastore has been listed completely once.
     InSync,
 }
@@ -629,6 +675,7 @@ pub fn convert_network_policy(policy: &NetworkPolicy) -> Result<(PolicyKey, Poli
             ingress,
             egress,
             unsupported,
+            host_mode: HostPolicyMode::Normal,
         },
     ))
 }
@@ -660,15 +707,7 @@ pub fn convert_global_policy(policy: &GlobalNetworkPolicy) -> Result<(PolicyKey,
     let mut unsupported = Vec::new();
     let ingress = convert_rules("ingress", &spec.ingress, None, &mut unsupported)?;
     let egress = convert_rules("egress", &spec.egress, None, &mut unsupported)?;
-    for (set, field) in [
-        (spec.do_not_track, "doNotTrack"),
-        (spec.pre_dnat, "preDNAT"),
-        (spec.apply_on_forward, "applyOnForward"),
-    ] {
-        if set {
-            unsupported.push((field.to_string(), HOST_FLAGS_UNSUPPORTED));
-        }
-    }
+    let host_mode = host_policy_mode(spec, egress_enabled)?;
     Ok((
         key,
         Policy {
@@ -680,8 +719,54 @@ pub fn convert_global_policy(policy: &GlobalNetworkPolicy) -> Result<(PolicyKey,
             ingress,
             egress,
             unsupported,
+            host_mode,
         },
     ))
+}
+
+/// A GlobalNetworkPolicy's [`HostPolicyMode`], validated as Calico does:
+/// `doNotTrack` and `preDNAT` exclude each other and need
+/// `applyOnForward`; a `preDNAT` policy has no egress.
+fn host_policy_mode(
+    spec: &twill_api::policy::GlobalNetworkPolicySpec,
+    egress_enabled: bool,
+) -> Result<HostPolicyMode, Error> {
+    let invalid = |field: &str, reason: &str| Error::Translation {
+        field: field.to_string(),
+        reason: reason.to_string(),
+    };
+    if spec.do_not_track && spec.pre_dnat {
+        return Err(invalid(
+            "preDNAT",
+            "preDNAT and doNotTrack cannot both be true",
+        ));
+    }
+    if (spec.do_not_track || spec.pre_dnat) && !spec.apply_on_forward {
+        let field = if spec.pre_dnat {
+            "preDNAT"
+        } else {
+            "doNotTrack"
+        };
+        return Err(invalid(
+            "applyOnForward",
+            &format!("applyOnForward must be true when {field} is true"),
+        ));
+    }
+    if spec.pre_dnat && (egress_enabled || !spec.egress.is_empty()) {
+        return Err(invalid(
+            "preDNAT",
+            "a preDNAT policy cannot have egress rules or the Egress type",
+        ));
+    }
+    Ok(if spec.do_not_track {
+        HostPolicyMode::Untracked
+    } else if spec.pre_dnat {
+        HostPolicyMode::PreDnat
+    } else if spec.apply_on_forward {
+        HostPolicyMode::ApplyOnForward
+    } else {
+        HostPolicyMode::Normal
+    })
 }
 
 /// Converts a WorkloadEndpoint; Calico's `projectcalico.org/*` labels are
@@ -689,19 +774,9 @@ pub fn convert_global_policy(policy: &GlobalNetworkPolicy) -> Result<(PolicyKey,
 pub fn convert_endpoint(wep: &WorkloadEndpoint) -> Result<(EndpointKey, Endpoint), Error> {
     let namespace = wep.namespace().unwrap_or("default").to_string();
     let spec = &wep.spec;
-    let mut labels = wep.metadata.labels.clone();
-    labels.insert(NAMESPACE_LABEL.to_string(), namespace.clone());
-    let orchestrator = if spec.orchestrator.is_empty() {
-        "k8s"
-    } else {
-        &spec.orchestrator
-    };
-    labels.insert(ORCHESTRATOR_LABEL.to_string(), orchestrator.to_string());
+    let labels = wep.selector_labels();
     let service_account =
         (!spec.service_account_name.is_empty()).then(|| spec.service_account_name.clone());
-    if let Some(sa) = &service_account {
-        labels.insert(SERVICE_ACCOUNT_LABEL.to_string(), sa.clone());
-    }
     let ports = spec
         .ports
         .iter()
@@ -837,6 +912,7 @@ pub fn convert_profile(
             ingress,
             egress,
             unsupported,
+            host_mode: HostPolicyMode::Normal,
         },
     ))
 }
@@ -865,5 +941,6 @@ pub fn convert_host_endpoint(
         labels: hep.metadata.labels.clone(),
         addrs,
         profiles: spec.profiles.clone(),
+        resolved_interface: String::new(),
     })
 }

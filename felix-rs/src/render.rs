@@ -14,10 +14,10 @@ use twill_selector::Selector;
 
 use crate::graph::{CalcGraph, Dir, TierPolicies};
 use crate::model::{
-    Endpoint, EndpointKey, EntityMatch, HostEndpointInfo, PolicyKey, PolicyKind, PolicyRule,
-    ProfileStep,
+    Endpoint, EndpointKey, EntityMatch, PolicyKey, PolicyKind, PolicyRule, ProfileStep,
 };
 use crate::ruleset::{BaseChain, Chain, Hook, Rule, Ruleset, Set, SetKind, VerdictMap};
+use host::TierEnd;
 
 /// Mark bit a policy sets when it allows a packet.
 pub const ACCEPT_MARK: u32 = 0x1_0000;
@@ -38,10 +38,6 @@ pub const TO_DISPATCH_MAP: &str = "to-wl-dispatch";
 pub const SOURCE_V4_SET: &str = "wl-src-v4";
 /// `ifname . ipv6_addr` pairs a workload may send from.
 pub const SOURCE_V6_SET: &str = "wl-src-v6";
-/// Verdict map: host interface → its HostEndpoint's inbound chain.
-pub const HOST_IN_DISPATCH_MAP: &str = "hep-in-dispatch";
-/// Verdict map: host interface → its HostEndpoint's outbound chain.
-pub const HOST_OUT_DISPATCH_MAP: &str = "hep-out-dispatch";
 
 /// What happens to traffic from a workload to its own host once the
 /// workload's egress policy allowed it (Felix's `DefaultEndpointToHostAction`).
@@ -199,16 +195,6 @@ pub fn from_endpoint_chain(iface: &str) -> String {
 /// Name of the chain for traffic to an endpoint's interface.
 pub fn to_endpoint_chain(iface: &str) -> String {
     format!("to-{iface}")
-}
-
-/// Name of a HostEndpoint's chain for traffic to the host through `iface`.
-pub fn host_in_chain(iface: &str) -> String {
-    format!("hin-{iface}")
-}
-
-/// Name of a HostEndpoint's chain for traffic from the host through `iface`.
-pub fn host_out_chain(iface: &str) -> String {
-    format!("hout-{iface}")
 }
 
 /// Builds a chain, hashing each rule with the one before it.
@@ -378,7 +364,7 @@ pub fn render_with_cache(
     cache: &mut RenderCache,
 ) -> Ruleset {
     let mut r = Renderer::scratch(graph, cache);
-    r.skeleton(config);
+    r.skeleton(config, host::any_local(graph));
     let mut from_dispatch = VerdictMap::default();
     let mut to_dispatch = VerdictMap::default();
     let mut sources: BTreeMap<Family, BTreeSet<String>> = BTreeMap::new();
@@ -400,21 +386,7 @@ pub fn render_with_cache(
     }
     r.out.maps.insert(FROM_DISPATCH_MAP.into(), from_dispatch);
     r.out.maps.insert(TO_DISPATCH_MAP.into(), to_dispatch);
-    let mut host_in = VerdictMap::default();
-    let mut host_out = VerdictMap::default();
-    for (name, hep) in graph.local_host_endpoints() {
-        r.host(config, name, hep);
-        host_in.elements.insert(
-            hep.interface.clone(),
-            format!("goto {}", host_in_chain(&hep.interface)),
-        );
-        host_out.elements.insert(
-            hep.interface.clone(),
-            format!("goto {}", host_out_chain(&hep.interface)),
-        );
-    }
-    r.out.maps.insert(HOST_IN_DISPATCH_MAP.into(), host_in);
-    r.out.maps.insert(HOST_OUT_DISPATCH_MAP.into(), host_out);
+    host::render_hosts(&mut r, config);
     for (key, dir) in std::mem::take(&mut r.wanted_policies) {
         r.policy_chain(&key, dir);
     }
@@ -461,28 +433,10 @@ impl Renderer<'_> {
         sources
     }
 
-    /// A local HostEndpoint's two chains.
-    fn host(&mut self, config: &RenderConfig, name: &str, hep: &HostEndpointInfo) {
-        let graph = self.graph;
-        let profiles = graph.profile_steps(&hep.profiles);
-        self.host_endpoint_chain(
-            &host_in_chain(&hep.interface),
-            graph.policies_for_host(name, Dir::Ingress),
-            Dir::Ingress,
-            &config.failsafe_inbound,
-            &profiles,
-        );
-        self.host_endpoint_chain(
-            &host_out_chain(&hep.interface),
-            graph.policies_for_host(name, Dir::Egress),
-            Dir::Egress,
-            &config.failsafe_outbound,
-            &profiles,
-        );
-    }
-
-    /// Base chains, the from/to workload chains, and their fail-closed ends.
-    fn skeleton(&mut self, config: &RenderConfig) {
+    /// Base chains, the from/to workload chains, and their fail-closed ends;
+    /// the HostEndpoint base chains and dispatch only `with_hosts` (none is
+    /// on the packet path of a node without HostEndpoints).
+    fn skeleton(&mut self, config: &RenderConfig, with_hosts: bool) {
         // nft wildcards only match a prefix, so Twill's own devices that
         // share the workload prefix (only if an operator chose a prefix such
         // as `tw`) are excluded by name: `iifname "tw*" iifname != "twill.vxlan"`.
@@ -506,8 +460,15 @@ impl Renderer<'_> {
                 priority: 0,
             }),
         );
+        if with_hosts {
+            forward.push(host::UNTRACKED_ACCEPT);
+            forward.push(host::forward_in_rule());
+        }
         forward.push(format!("{from_wl} jump {FROM_WORKLOAD_CHAIN}"));
         forward.push(format!("{to_wl} jump {TO_WORKLOAD_CHAIN}"));
+        if with_hosts {
+            forward.push(host::forward_out_rule());
+        }
         forward.finish(&mut self.out);
 
         let mut input = ChainBuilder::new(
@@ -517,7 +478,9 @@ impl Renderer<'_> {
                 priority: 0,
             }),
         );
-        input.push(format!("iifname vmap @{HOST_IN_DISPATCH_MAP}"));
+        if with_hosts {
+            input.push(host::UNTRACKED_ACCEPT);
+        }
         // Router and neighbour discovery and MLD from pods to the host.
         for icmpv6_type in [130, 131, 132, 133, 135, 136] {
             input.push(format!("{from_wl} icmpv6 type {icmpv6_type} accept"));
@@ -528,7 +491,6 @@ impl Renderer<'_> {
             EndpointToHost::Accept => input.push(format!("{from_wl} accept")),
             EndpointToHost::Return => {}
         }
-        input.finish(&mut self.out);
 
         let mut output = ChainBuilder::new(
             "output",
@@ -537,7 +499,11 @@ impl Renderer<'_> {
                 priority: 0,
             }),
         );
-        output.push(format!("oifname vmap @{HOST_OUT_DISPATCH_MAP}"));
+        if with_hosts {
+            output.push(host::UNTRACKED_ACCEPT);
+            host::skeleton(&mut self.out, config, &mut input, &mut output);
+        }
+        input.finish(&mut self.out);
         output.finish(&mut self.out);
 
         let mut from = ChainBuilder::new(FROM_WORKLOAD_CHAIN, None);
@@ -621,53 +587,19 @@ impl Renderer<'_> {
         c.push("drop");
     }
 
-    /// A HostEndpoint's chain for one direction: conntrack, failsafe ports,
-    /// then its tiers, then its profiles (none: what no policy allowed is
-    /// dropped).
-    fn host_endpoint_chain(
-        &mut self,
-        name: &str,
-        tiers: Vec<TierPolicies>,
-        dir: Dir,
-        failsafe: &[ProtoPort],
-        profiles: &[ProfileStep],
-    ) {
-        let mut c = ChainBuilder::new(name, None);
-        c.push("ct state established,related accept");
-        c.push("ct state invalid drop");
-        for fs in failsafe {
-            let proto = fs.protocol.to_ascii_lowercase();
-            let proto = if proto.is_empty() {
-                "tcp".to_string()
-            } else {
-                proto
-            };
-            let peer = fs
-                .net
-                .as_deref()
-                .and_then(|n| twill_api::common::parse_cidr(n).ok())
-                .map(|net| {
-                    let family = if net.addr().is_ipv4() { "ip" } else { "ip6" };
-                    let side = if dir == Dir::Ingress {
-                        "saddr"
-                    } else {
-                        "daddr"
-                    };
-                    format!("{family} {side} {} ", net_text(&net.trunc()))
-                })
-                .unwrap_or_default();
-            c.push(format!(
-                "{peer}meta l4proto {proto} th dport {} accept",
-                fs.port
-            ));
-        }
-        self.tier_rules(&mut c, &tiers, dir);
-        self.profile_rules(&mut c, profiles, dir);
-        c.finish(&mut self.out);
-    }
-
     /// Clears the marks, then each tier's policies and end-of-tier drop.
     fn tier_rules(&mut self, c: &mut ChainBuilder, tiers: &[TierPolicies], dir: Dir) {
+        self.tier_rules_ending(c, tiers, dir, TierEnd::Normal);
+    }
+
+    /// [`Renderer::tier_rules`] for a chain of the given kind.
+    fn tier_rules_ending(
+        &mut self,
+        c: &mut ChainBuilder,
+        tiers: &[TierPolicies],
+        dir: Dir,
+        end: TierEnd,
+    ) {
         c.push(format!(
             "meta mark set meta mark & {:#x}",
             !(ACCEPT_MARK | PASS_MARK)
@@ -680,9 +612,9 @@ impl Renderer<'_> {
                 let chain = policy_chain_name(key, dir);
                 self.wanted_policies.insert((key.clone(), dir));
                 c.push(format!("meta mark & {PASS_MARK:#x} == 0 jump {chain}"));
-                c.push(format!("meta mark & {ACCEPT_MARK:#x} != 0 return"));
+                c.push(host::on_accept(end));
             }
-            if tier.default_action != Action::Pass {
+            if host::end_of_tier_drop(end, tier) {
                 c.push(format!("meta mark & {PASS_MARK:#x} == 0 drop"));
             }
         }
@@ -1042,8 +974,12 @@ fn product(a: &[Vec<String>], b: &[Vec<String>]) -> Vec<Vec<String>> {
     out
 }
 
+pub mod host;
+#[cfg(test)]
+mod host_tests;
 mod incremental;
 pub mod nat;
+pub use host::{HOST_IN_DISPATCH_MAP, HOST_OUT_DISPATCH_MAP, host_in_chain, host_out_chain};
 pub use incremental::IncrementalRender;
 
 #[cfg(test)]

@@ -45,8 +45,10 @@
 //! compares integers in one or two cache lines instead of following string
 //! pointers (the dominant cost before).
 //!
-//! Memory: each match is stored twice (by selector and by item), each label
-//! once per posting list.
+//! Memory: items and selectors get dense slot numbers inside the index, so a
+//! caller's ID is stored once (in its slot and its lookup table); postings
+//! and matches hold slot numbers. An item's own labels are held interned, not
+//! as strings. Each match is stored twice (by selector and by item).
 
 use std::collections::BTreeMap;
 use std::hash::Hash;
@@ -77,34 +79,110 @@ impl<T: Clone + Eq + Hash + Ord> IndexId for T {}
 
 type Labels = BTreeMap<String, String>;
 
+/// An item's or a selector's place inside the index.
+type Slot = u32;
+
+/// Caller IDs mapped to dense slots, each ID stored once per table.
 #[derive(Debug)]
-struct Item<P> {
-    own: Labels,
-    parents: Vec<P>,
-    effective: SymLabels,
+struct Slots<K, V> {
+    ids: HashMap<K, Slot>,
+    entries: Vec<Option<(K, V)>>,
+    free: Vec<Slot>,
 }
 
-#[derive(Debug)]
-struct Parent<I> {
-    /// `None` until the parent is defined (items may name it earlier).
-    labels: Option<Labels>,
-    children: HashSet<I>,
-}
-
-/// The items holding one key, and by value.
-#[derive(Debug)]
-struct KeyPostings<I> {
-    with_key: HashSet<I>,
-    by_value: HashMap<Sym, HashSet<I>>,
-}
-
-impl<I> Default for KeyPostings<I> {
-    fn default() -> Self {
+impl<K: IndexId, V> Slots<K, V> {
+    fn new() -> Self {
         Self {
-            with_key: HashSet::default(),
-            by_value: HashMap::default(),
+            ids: HashMap::default(),
+            entries: Vec::new(),
+            free: Vec::new(),
         }
     }
+
+    fn slot(&self, key: &K) -> Option<Slot> {
+        self.ids.get(key).copied()
+    }
+
+    fn entry(&self, slot: Slot) -> Option<&(K, V)> {
+        self.entries.get(slot as usize).and_then(Option::as_ref)
+    }
+
+    fn key(&self, slot: Slot) -> &K {
+        &self.entry(slot).expect("a filed slot is live").0
+    }
+
+    fn value(&self, slot: Slot) -> &V {
+        &self.entry(slot).expect("a filed slot is live").1
+    }
+
+    fn value_mut(&mut self, slot: Slot) -> &mut V {
+        &mut self
+            .entries
+            .get_mut(slot as usize)
+            .and_then(Option::as_mut)
+            .expect("a filed slot is live")
+            .1
+    }
+
+    /// Files a key that is not filed yet.
+    fn insert(&mut self, key: K, value: V) -> Slot {
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.entries.push(None);
+                Slot::try_from(self.entries.len() - 1).expect("fewer than 2^32 entries")
+            }
+        };
+        self.ids.insert(key.clone(), slot);
+        self.entries[slot as usize] = Some((key, value));
+        slot
+    }
+
+    fn remove(&mut self, key: &K) -> Option<(Slot, V)> {
+        let slot = self.ids.remove(key)?;
+        let (_, value) = self.entries[slot as usize]
+            .take()
+            .expect("a filed slot is live");
+        self.free.push(slot);
+        Some((slot, value))
+    }
+
+    fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    fn iter(&self) -> impl Iterator<Item = (Slot, &V)> {
+        self.entries.iter().enumerate().filter_map(|(slot, entry)| {
+            entry
+                .as_ref()
+                .map(|(_, value)| (Slot::try_from(slot).expect("slots fit u32"), value))
+        })
+    }
+}
+
+#[derive(Debug)]
+struct Item<P> {
+    /// The item's own labels, interned (holding a reference each).
+    own: SymLabels,
+    parents: Vec<P>,
+    effective: SymLabels,
+    /// The selectors (slots) matching it.
+    matches: HashSet<Slot>,
+}
+
+#[derive(Debug)]
+struct Parent {
+    /// `None` until the parent is defined (items may name it earlier).
+    labels: Option<Labels>,
+    /// Item slots.
+    children: HashSet<Slot>,
+}
+
+/// The items (slots) holding one key, and by value.
+#[derive(Debug, Default)]
+struct KeyPostings {
+    with_key: HashSet<Slot>,
+    by_value: HashMap<Sym, HashSet<Slot>>,
 }
 
 /// Where a selector is filed.
@@ -125,6 +203,8 @@ struct SelectorEntry {
     selector: Selector,
     compiled: Compiled,
     plan: Plan,
+    /// The items (slots) it matches.
+    matches: HashSet<Slot>,
 }
 
 /// The incremental label index.
@@ -135,15 +215,13 @@ struct SelectorEntry {
 #[derive(Debug)]
 pub struct LabelIndex<S, I, P> {
     syms: Interner,
-    items: HashMap<I, Item<P>>,
-    parents: HashMap<P, Parent<I>>,
-    selectors: HashMap<S, SelectorEntry>,
-    items_by_label: HashMap<Sym, KeyPostings<I>>,
-    selectors_by_value: HashMap<Sym, HashMap<Sym, HashSet<S>>>,
-    selectors_by_key: HashMap<Sym, HashSet<S>>,
-    scan_selectors: HashSet<S>,
-    matches_by_selector: HashMap<S, HashSet<I>>,
-    matches_by_item: HashMap<I, HashSet<S>>,
+    items: Slots<I, Item<P>>,
+    parents: HashMap<P, Parent>,
+    selectors: Slots<S, SelectorEntry>,
+    items_by_label: HashMap<Sym, KeyPostings>,
+    selectors_by_value: HashMap<Sym, HashMap<Sym, HashSet<Slot>>>,
+    selectors_by_key: HashMap<Sym, HashSet<Slot>>,
+    scan_selectors: HashSet<Slot>,
 }
 
 impl<S: IndexId, I: IndexId, P: IndexId> Default for LabelIndex<S, I, P> {
@@ -157,15 +235,13 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
     pub fn new() -> Self {
         Self {
             syms: Interner::default(),
-            items: HashMap::default(),
+            items: Slots::new(),
             parents: HashMap::default(),
-            selectors: HashMap::default(),
+            selectors: Slots::new(),
             items_by_label: HashMap::default(),
             selectors_by_value: HashMap::default(),
             selectors_by_key: HashMap::default(),
             scan_selectors: HashSet::default(),
-            matches_by_selector: HashMap::default(),
-            matches_by_item: HashMap::default(),
         }
     }
 
@@ -173,12 +249,33 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
     /// parents win label conflicts; the item's own labels win over all).
     pub fn update_item(&mut self, id: I, labels: Labels, parents: Vec<P>) -> Vec<MatchEvent<S, I>> {
         let mut events = Vec::new();
-        let old_parents = self.items.get(&id).map(|item| item.parents.clone());
-        if old_parents.as_ref() != Some(&parents) {
-            for p in old_parents.iter().flatten() {
-                self.detach_child(p, &id);
+        let mut own: SymLabels = labels
+            .iter()
+            .map(|(k, v)| (self.syms.intern(k), self.syms.intern(v)))
+            .collect();
+        own.sort_unstable();
+        let (slot, is_new) = match self.items.slot(&id) {
+            Some(slot) => (slot, false),
+            None => {
+                let item = Item {
+                    own: Vec::new(),
+                    parents: Vec::new(),
+                    effective: Vec::new(),
+                    matches: HashSet::default(),
+                };
+                (self.items.insert(id, item), true)
             }
-            for p in &parents {
+        };
+        let item = self.items.value_mut(slot);
+        let old_own = std::mem::replace(&mut item.own, own);
+        let old_parents =
+            (item.parents != parents).then(|| std::mem::replace(&mut item.parents, parents));
+        self.release_labels(&old_own);
+        if let Some(old_parents) = old_parents {
+            for p in &old_parents {
+                self.detach_child(p, slot);
+            }
+            for p in &self.items.value(slot).parents {
                 self.parents
                     .entry(p.clone())
                     .or_insert_with(|| Parent {
@@ -186,48 +283,32 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
                         children: HashSet::default(),
                     })
                     .children
-                    .insert(id.clone());
+                    .insert(slot);
             }
         }
-        let effective = self.intern_effective(&labels, &parents);
-        let is_new = !self.items.contains_key(&id);
-        match self.items.get_mut(&id) {
-            Some(item) => {
-                item.own = labels;
-                item.parents = parents;
-            }
-            None => {
-                self.items.insert(
-                    id.clone(),
-                    Item {
-                        own: labels,
-                        parents,
-                        effective: Vec::new(),
-                    },
-                );
-                self.matches_by_item.insert(id.clone(), HashSet::default());
-            }
-        }
-        self.set_effective(&id, effective, is_new, &mut events);
+        let effective = self.intern_effective(slot);
+        self.set_effective(slot, effective, is_new, &mut events);
         finish(events)
     }
 
     /// Removes an item; every selector that matched it stops matching.
     pub fn remove_item(&mut self, id: &I) -> Vec<MatchEvent<S, I>> {
         let mut events = Vec::new();
-        let Some(item) = self.items.remove(id) else {
+        let Some((slot, item)) = self.items.remove(id) else {
             return events;
         };
         for p in &item.parents {
-            self.detach_child(p, id);
+            self.detach_child(p, slot);
         }
-        self.unfile_item(id, &item.effective);
+        self.unfile_item(slot, &item.effective);
         self.release_labels(&item.effective);
-        for s in self.matches_by_item.remove(id).unwrap_or_default() {
-            if let Some(set) = self.matches_by_selector.get_mut(&s) {
-                set.remove(id);
-            }
-            events.push(MatchEvent::MatchStopped(s, id.clone()));
+        self.release_labels(&item.own);
+        for s in item.matches {
+            self.selectors.value_mut(s).matches.remove(&slot);
+            events.push(MatchEvent::MatchStopped(
+                self.selectors.key(s).clone(),
+                id.clone(),
+            ));
         }
         finish(events)
     }
@@ -263,31 +344,44 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
 
     /// Adds or replaces a selector.
     pub fn update_selector(&mut self, id: S, selector: Selector) -> Vec<MatchEvent<S, I>> {
-        if self
-            .selectors
-            .get(&id)
-            .is_some_and(|e| e.selector == selector)
-        {
+        let existing = self.selectors.slot(&id);
+        if existing.is_some_and(|slot| self.selectors.value(slot).selector == selector) {
             return Vec::new();
         }
         // Compile before releasing the old version, so shared symbols stay.
         let compiled = Compiled::new(selector.expr(), &mut self.syms);
-        if let Some(old) = self.selectors.remove(&id) {
-            self.unfile_selector(&id, &old.plan);
-            old.compiled.release(&mut self.syms);
-        }
-        let plan = self.choose_plan(&selector);
-        self.file_selector(&id, &plan);
+        let (slot, old_matches) = match existing {
+            Some(slot) => {
+                let entry = self.selectors.value_mut(slot);
+                entry.selector = selector;
+                let old_compiled = std::mem::replace(&mut entry.compiled, compiled);
+                let old_plan = std::mem::replace(&mut entry.plan, Plan::Never);
+                let old_matches = std::mem::take(&mut entry.matches);
+                self.unfile_selector(slot, &old_plan);
+                old_compiled.release(&mut self.syms);
+                (slot, old_matches)
+            }
+            None => {
+                let entry = SelectorEntry {
+                    selector,
+                    compiled,
+                    plan: Plan::Never,
+                    matches: HashSet::default(),
+                };
+                (self.selectors.insert(id, entry), HashSet::default())
+            }
+        };
+        let plan = self.choose_plan(&self.selectors.value(slot).selector);
+        self.file_selector(slot, &plan);
 
         let mut new_matches = HashSet::default();
         {
             let syms = &self.syms;
             let items = &self.items;
-            let mut consider = |item_id: &I| {
-                if let Some(item) = items.get(item_id)
-                    && compiled.matches(&item.effective, syms)
-                {
-                    new_matches.insert(item_id.clone());
+            let compiled = &self.selectors.value(slot).compiled;
+            let mut consider = |item: &Slot| {
+                if compiled.matches(&items.value(*item).effective, syms) {
+                    new_matches.insert(*item);
                 }
             };
             match &plan {
@@ -311,79 +405,90 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
                 }
                 Plan::Scan => {
                     // Walk the item table itself: sequential, no second lookup.
-                    for (item_id, item) in items {
-                        if compiled.matches(&item.effective, syms) {
-                            new_matches.insert(item_id.clone());
+                    for (item, entry) in items.iter() {
+                        if compiled.matches(&entry.effective, syms) {
+                            new_matches.insert(item);
                         }
                     }
                 }
             }
         }
 
-        let old_matches = self.matches_by_selector.remove(&id).unwrap_or_default();
+        let id = self.selectors.key(slot).clone();
         let mut events = Vec::with_capacity(new_matches.len());
-        for item_id in old_matches.difference(&new_matches) {
-            if let Some(set) = self.matches_by_item.get_mut(item_id) {
-                set.remove(&id);
-            }
-            events.push(MatchEvent::MatchStopped(id.clone(), item_id.clone()));
+        for &item in old_matches.difference(&new_matches) {
+            self.items.value_mut(item).matches.remove(&slot);
+            events.push(MatchEvent::MatchStopped(
+                id.clone(),
+                self.items.key(item).clone(),
+            ));
         }
-        for item_id in new_matches.difference(&old_matches) {
-            if let Some(set) = self.matches_by_item.get_mut(item_id) {
-                set.insert(id.clone());
-            }
-            events.push(MatchEvent::MatchStarted(id.clone(), item_id.clone()));
+        for &item in new_matches.difference(&old_matches) {
+            self.items.value_mut(item).matches.insert(slot);
+            events.push(MatchEvent::MatchStarted(
+                id.clone(),
+                self.items.key(item).clone(),
+            ));
         }
-        self.matches_by_selector.insert(id.clone(), new_matches);
-        self.selectors.insert(
-            id,
-            SelectorEntry {
-                selector,
-                compiled,
-                plan,
-            },
-        );
+        let entry = self.selectors.value_mut(slot);
+        entry.plan = plan;
+        entry.matches = new_matches;
         finish(events)
     }
 
     /// Removes a selector; it stops matching everything it matched.
     pub fn remove_selector(&mut self, id: &S) -> Vec<MatchEvent<S, I>> {
-        let Some(entry) = self.selectors.remove(id) else {
+        let Some((slot, entry)) = self.selectors.remove(id) else {
             return Vec::new();
         };
-        self.unfile_selector(id, &entry.plan);
+        self.unfile_selector(slot, &entry.plan);
         entry.compiled.release(&mut self.syms);
-        let mut events = Vec::new();
-        for item_id in self.matches_by_selector.remove(id).unwrap_or_default() {
-            if let Some(set) = self.matches_by_item.get_mut(&item_id) {
-                set.remove(id);
-            }
-            events.push(MatchEvent::MatchStopped(id.clone(), item_id));
+        let mut events = Vec::with_capacity(entry.matches.len());
+        for item in entry.matches {
+            self.items.value_mut(item).matches.remove(&slot);
+            events.push(MatchEvent::MatchStopped(
+                id.clone(),
+                self.items.key(item).clone(),
+            ));
         }
         finish(events)
     }
 
     /// The items selector `id` matches, in no particular order.
     pub fn items_matching(&self, id: &S) -> impl Iterator<Item = &I> {
-        self.matches_by_selector.get(id).into_iter().flatten()
+        let items = &self.items;
+        self.selectors
+            .slot(id)
+            .into_iter()
+            .flat_map(move |slot| self.selectors.value(slot).matches.iter())
+            .map(move |&item| items.key(item))
     }
 
     /// The selectors matching item `id`, in no particular order.
     pub fn selectors_matching(&self, id: &I) -> impl Iterator<Item = &S> {
-        self.matches_by_item.get(id).into_iter().flatten()
+        let selectors = &self.selectors;
+        self.items
+            .slot(id)
+            .into_iter()
+            .flat_map(move |slot| self.items.value(slot).matches.iter())
+            .map(move |&s| selectors.key(s))
     }
 
     /// Whether selector `selector` matches item `item`.
     pub fn is_match(&self, selector: &S, item: &I) -> bool {
-        self.matches_by_selector
-            .get(selector)
-            .is_some_and(|set| set.contains(item))
+        match (self.selectors.slot(selector), self.items.slot(item)) {
+            (Some(s), Some(i)) => self.selectors.value(s).matches.contains(&i),
+            _ => false,
+        }
     }
 
     /// An item's effective labels (own labels plus inherited ones).
     pub fn effective_labels(&self, id: &I) -> Option<BTreeMap<String, String>> {
-        self.items.get(id).map(|item| {
-            item.effective
+        let slot = self.items.slot(id)?;
+        Some(
+            self.items
+                .value(slot)
+                .effective
                 .iter()
                 .map(|&(k, v)| {
                     (
@@ -391,13 +496,33 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
                         self.syms.resolve(v).to_string(),
                     )
                 })
-                .collect()
-        })
+                .collect(),
+        )
+    }
+
+    /// An item's own labels, as last given to [`LabelIndex::update_item`].
+    pub fn own_labels(&self, id: &I) -> Option<BTreeMap<String, String>> {
+        let slot = self.items.slot(id)?;
+        Some(
+            self.items
+                .value(slot)
+                .own
+                .iter()
+                .map(|&(k, v)| {
+                    (
+                        self.syms.resolve(k).to_string(),
+                        self.syms.resolve(v).to_string(),
+                    )
+                })
+                .collect(),
+        )
     }
 
     /// The selector stored under `id`.
     pub fn selector(&self, id: &S) -> Option<&Selector> {
-        self.selectors.get(id).map(|e| &e.selector)
+        self.selectors
+            .slot(id)
+            .map(|slot| &self.selectors.value(slot).selector)
     }
 
     /// Number of items.
@@ -418,34 +543,42 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
 
     /// Number of (selector, item) matches.
     pub fn match_count(&self) -> usize {
-        self.matches_by_selector.values().map(HashSet::len).sum()
+        self.selectors.iter().map(|(_, e)| e.matches.len()).sum()
     }
 
-    fn detach_child(&mut self, parent: &P, child: &I) {
+    fn detach_child(&mut self, parent: &P, child: Slot) {
         if let Some(p) = self.parents.get_mut(parent) {
-            p.children.remove(child);
+            p.children.remove(&child);
             if p.children.is_empty() && p.labels.is_none() {
                 self.parents.remove(parent);
             }
         }
     }
 
-    /// The effective labels for `own` and `parents`, interned (taking a
-    /// reference on each symbol) and sorted by key.
-    fn intern_effective(&mut self, own: &Labels, parents: &[P]) -> SymLabels {
-        let mut merged: BTreeMap<&str, &str> =
-            own.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        for p in parents {
-            if let Some(labels) = self.parents.get(p).and_then(|p| p.labels.as_ref()) {
-                for (k, v) in labels {
-                    merged.entry(k).or_insert(v);
+    /// The effective labels of item `slot` (its own, then each parent's
+    /// labels it lacks), interned (taking a reference on each symbol) and
+    /// sorted by key.
+    fn intern_effective(&mut self, slot: Slot) -> SymLabels {
+        let item = self.items.value(slot);
+        let syms = &mut self.syms;
+        let mut effective = item.own.clone();
+        for &(k, v) in &effective {
+            syms.retain(k);
+            syms.retain(v);
+        }
+        for p in &item.parents {
+            let Some(labels) = self.parents.get(p).and_then(|p| p.labels.as_ref()) else {
+                continue;
+            };
+            for (k, v) in labels {
+                let present = syms
+                    .lookup(k)
+                    .is_some_and(|k| effective.iter().any(|&(have, _)| have == k));
+                if !present {
+                    effective.push((syms.intern(k), syms.intern(v)));
                 }
             }
         }
-        let mut effective: SymLabels = merged
-            .into_iter()
-            .map(|(k, v)| (self.syms.intern(k), self.syms.intern(v)))
-            .collect();
         effective.sort_unstable();
         effective
     }
@@ -459,21 +592,14 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
 
     fn refresh_children(&mut self, parent: &P) -> Vec<MatchEvent<S, I>> {
         let mut events = Vec::new();
-        let children: Vec<I> = self
+        let children: Vec<Slot> = self
             .parents
             .get(parent)
-            .map(|p| p.children.iter().cloned().collect())
+            .map(|p| p.children.iter().copied().collect())
             .unwrap_or_default();
         for child in children {
-            let Some((own, parents)) = self
-                .items
-                .get(&child)
-                .map(|i| (i.own.clone(), i.parents.clone()))
-            else {
-                continue;
-            };
-            let effective = self.intern_effective(&own, &parents);
-            self.set_effective(&child, effective, false, &mut events);
+            let effective = self.intern_effective(child);
+            self.set_effective(child, effective, false, &mut events);
         }
         finish(events)
     }
@@ -483,38 +609,32 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
     /// affected. Consumes the references `effective` holds.
     fn set_effective(
         &mut self,
-        id: &I,
+        slot: Slot,
         effective: SymLabels,
         force: bool,
         events: &mut Vec<MatchEvent<S, I>>,
     ) {
-        let Some(item) = self.items.get_mut(id) else {
-            self.release_labels(&effective);
-            return;
-        };
+        let item = self.items.value_mut(slot);
         if item.effective == effective && !force {
             self.release_labels(&effective);
             return;
         }
         let old = std::mem::replace(&mut item.effective, effective);
-        self.unfile_item(id, &old);
+        self.unfile_item(slot, &old);
         self.release_labels(&old);
-        let Some(item) = self.items.get(id) else {
-            return;
-        };
+        let item = self.items.value(slot);
         for &(k, v) in &item.effective {
             let postings = self.items_by_label.entry(k).or_default();
-            postings.with_key.insert(id.clone());
-            postings.by_value.entry(v).or_default().insert(id.clone());
+            postings.with_key.insert(slot);
+            postings.by_value.entry(v).or_default().insert(slot);
         }
 
         let mut new_matches = HashSet::default();
         let syms = &self.syms;
-        let mut consider = |s: &S| {
-            if let Some(entry) = self.selectors.get(s)
-                && entry.compiled.matches(&item.effective, syms)
-            {
-                new_matches.insert(s.clone());
+        let selectors = &self.selectors;
+        let mut consider = |s: &Slot| {
+            if selectors.value(*s).compiled.matches(&item.effective, syms) {
+                new_matches.insert(*s);
             }
         };
         for (k, v) in &item.effective {
@@ -529,28 +649,31 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
         }
         self.scan_selectors.iter().for_each(&mut consider);
 
-        let old_matches = self.matches_by_item.remove(id).unwrap_or_default();
-        for s in old_matches.difference(&new_matches) {
-            if let Some(set) = self.matches_by_selector.get_mut(s) {
-                set.remove(id);
-            }
-            events.push(MatchEvent::MatchStopped(s.clone(), id.clone()));
+        let old_matches = std::mem::take(&mut self.items.value_mut(slot).matches);
+        let id = self.items.key(slot).clone();
+        for &s in old_matches.difference(&new_matches) {
+            self.selectors.value_mut(s).matches.remove(&slot);
+            events.push(MatchEvent::MatchStopped(
+                self.selectors.key(s).clone(),
+                id.clone(),
+            ));
         }
-        for s in new_matches.difference(&old_matches) {
-            if let Some(set) = self.matches_by_selector.get_mut(s) {
-                set.insert(id.clone());
-            }
-            events.push(MatchEvent::MatchStarted(s.clone(), id.clone()));
+        for &s in new_matches.difference(&old_matches) {
+            self.selectors.value_mut(s).matches.insert(slot);
+            events.push(MatchEvent::MatchStarted(
+                self.selectors.key(s).clone(),
+                id.clone(),
+            ));
         }
-        self.matches_by_item.insert(id.clone(), new_matches);
+        self.items.value_mut(slot).matches = new_matches;
     }
 
-    fn unfile_item(&mut self, id: &I, labels: &SymLabels) {
+    fn unfile_item(&mut self, slot: Slot, labels: &SymLabels) {
         for (k, v) in labels {
             if let Some(postings) = self.items_by_label.get_mut(k) {
-                postings.with_key.remove(id);
+                postings.with_key.remove(&slot);
                 if let Some(set) = postings.by_value.get_mut(v) {
-                    set.remove(id);
+                    set.remove(&slot);
                     if set.is_empty() {
                         postings.by_value.remove(v);
                     }
@@ -605,35 +728,32 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
         best.map_or(Plan::Scan, |(_, plan)| plan)
     }
 
-    fn file_selector(&mut self, id: &S, plan: &Plan) {
+    fn file_selector(&mut self, id: Slot, plan: &Plan) {
         match plan {
             Plan::Never => {}
             Plan::Values { key, values } => {
                 let by_value = self.selectors_by_value.entry(*key).or_default();
                 for v in values {
-                    by_value.entry(*v).or_default().insert(id.clone());
+                    by_value.entry(*v).or_default().insert(id);
                 }
             }
             Plan::Key(key) => {
-                self.selectors_by_key
-                    .entry(*key)
-                    .or_default()
-                    .insert(id.clone());
+                self.selectors_by_key.entry(*key).or_default().insert(id);
             }
             Plan::Scan => {
-                self.scan_selectors.insert(id.clone());
+                self.scan_selectors.insert(id);
             }
         }
     }
 
-    fn unfile_selector(&mut self, id: &S, plan: &Plan) {
+    fn unfile_selector(&mut self, id: Slot, plan: &Plan) {
         match plan {
             Plan::Never => {}
             Plan::Values { key, values } => {
                 if let Some(by_value) = self.selectors_by_value.get_mut(key) {
                     for v in values {
                         if let Some(set) = by_value.get_mut(v) {
-                            set.remove(id);
+                            set.remove(&id);
                             if set.is_empty() {
                                 by_value.remove(v);
                             }
@@ -646,14 +766,14 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
             }
             Plan::Key(key) => {
                 if let Some(set) = self.selectors_by_key.get_mut(key) {
-                    set.remove(id);
+                    set.remove(&id);
                     if set.is_empty() {
                         self.selectors_by_key.remove(key);
                     }
                 }
             }
             Plan::Scan => {
-                self.scan_selectors.remove(id);
+                self.scan_selectors.remove(&id);
             }
         }
     }

@@ -455,7 +455,7 @@ spec: {selector: all(), ingress: [{action: Allow}]}
 }
 
 #[test]
-fn host_policy_flags_felix_rs_does_not_render_are_reported() {
+fn host_policy_flags_are_enforced_without_a_warning() {
     let mut graph = CalcGraph::new("node1");
     let yaml = "apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -467,21 +467,41 @@ spec:
   ingress: [{action: Deny, source: {nets: [192.0.2.0/24]}}]
 ";
     let resource = twill_api::load_str("test", yaml).unwrap().remove(0);
-    let error = graph
+    graph
         .on_update(Update::from_resource(resource).unwrap())
-        .unwrap_err();
-    let message = error.to_string();
-    for needle in ["gnp/untracked", "doNotTrack, applyOnForward", "raw table"] {
-        assert!(message.contains(needle), "{needle} not in {message}");
-    }
-    assert!(
-        graph
-            .policy(&PolicyKey {
-                kind: PolicyKind::Global,
-                namespace: String::new(),
-                name: "untracked".into(),
-            })
-            .is_some(),
-        "kept and enforced as a normal policy"
+        .unwrap();
+    let policy = graph
+        .policy(&PolicyKey {
+            kind: PolicyKind::Global,
+            namespace: String::new(),
+            name: "untracked".into(),
+        })
+        .unwrap();
+    assert_eq!(policy.host_mode, crate::model::HostPolicyMode::Untracked);
+    assert!(policy.unsupported.is_empty());
+}
+
+#[test]
+fn endpoint_labels_are_held_by_the_index_and_read_back_from_it() {
+    let mut graph = graph_from(&pod("x", "a", "node1", "10.0.0.1", "app: web"));
+    let key = key("x", "a");
+    assert!(graph.endpoint(&key).unwrap().labels.is_empty());
+    let labels = graph.endpoint_labels(&key).unwrap();
+    assert_eq!(labels.get("app").map(String::as_str), Some("web"));
+    assert_eq!(
+        labels
+            .get("projectcalico.org/namespace")
+            .map(String::as_str),
+        Some("x")
     );
+    apply_yaml(&mut graph, &pod("x", "a", "node1", "10.0.0.1", "app: db"));
+    let labels = graph.endpoint_labels(&key).unwrap();
+    assert_eq!(labels.get("app").map(String::as_str), Some("db"));
+    graph
+        .on_update(Update::WorkloadEndpointDeleted {
+            namespace: "x".into(),
+            name: key.name.clone(),
+        })
+        .unwrap();
+    assert_eq!(graph.endpoint_labels(&key), None);
 }

@@ -257,6 +257,7 @@ pub fn translate_kubernetes_policy(
             ingress,
             egress,
             unsupported: Vec::new(),
+            host_mode: super::HostPolicyMode::Normal,
         },
     ))
 }

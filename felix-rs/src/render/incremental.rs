@@ -2,7 +2,8 @@
 //! only what the graph's [`Changes`] name is redone.
 //!
 //! * Local endpoints are rendered per interface name (the chains
-//!   `from-<iface>` / `to-<iface>`, or `hin-` / `hout-` for HostEndpoints,
+//!   `from-<iface>` / `to-<iface>`, or one per `render::host::HostHook` for
+//!   HostEndpoints,
 //!   their dispatch entries and anti-spoofing elements): a changed endpoint
 //!   re-renders the interfaces it left and joined.
 //! * Policy chains are reference-counted by the interfaces that jump to
@@ -19,14 +20,14 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::host::{ALL_INTERFACES, HostHook};
 use super::{
-    FROM_DISPATCH_MAP, Family, HOST_IN_DISPATCH_MAP, HOST_OUT_DISPATCH_MAP, RenderCache,
-    RenderConfig, Renderer, SOURCE_V4_SET, SOURCE_V6_SET, SetRef, TO_DISPATCH_MAP,
-    from_endpoint_chain, host_in_chain, host_out_chain, policy_chain_name, to_endpoint_chain,
+    FROM_DISPATCH_MAP, Family, RenderCache, RenderConfig, Renderer, SOURCE_V4_SET, SOURCE_V6_SET,
+    SetRef, TO_DISPATCH_MAP, from_endpoint_chain, policy_chain_name, to_endpoint_chain,
 };
 use crate::graph::{CalcGraph, Changes, Dir, LocalKey};
 use crate::model::{EndpointKey, PolicyKey};
-use crate::ruleset::{Ruleset, Set, SetKind, Touched, VerdictMap};
+use crate::ruleset::{Chain, Ruleset, Set, SetKind, Touched, VerdictMap};
 
 /// What the chains of one interface refer to.
 #[derive(Debug, Default)]
@@ -126,6 +127,9 @@ pub struct IncrementalRender {
     selector_sets: BTreeMap<String, BTreeSet<String>>,
     touched: Touched,
     built: bool,
+    /// Whether the skeleton has the HostEndpoint parts (rebuilt when the
+    /// first HostEndpoint comes or the last goes).
+    with_hosts: bool,
 }
 
 impl IncrementalRender {
@@ -142,6 +146,7 @@ impl IncrementalRender {
             selector_sets: BTreeMap::new(),
             touched: Touched::everything(),
             built: false,
+            with_hosts: false,
         }
     }
 
@@ -179,7 +184,7 @@ impl IncrementalRender {
     /// Brings the ruleset up to date with `graph`, given what changed in it
     /// since the previous call (`graph.take_changes()`).
     pub fn update(&mut self, graph: &CalcGraph, changes: Changes) {
-        if !self.built || changes.all {
+        if !self.built || changes.all || super::host::any_local(graph) != self.with_hosts {
             self.rebuild(graph);
             return;
         }
@@ -225,16 +230,14 @@ impl IncrementalRender {
         self.built = true;
         let mut cache = RenderCache::default();
         let mut r = Renderer::scratch(graph, &mut cache);
-        r.skeleton(&self.config);
+        self.with_hosts = super::host::any_local(graph);
+        r.skeleton(&self.config, self.with_hosts);
         self.ruleset.chains = std::mem::take(&mut r.out.chains);
         // The NAT-outgoing sets (render::nat) come with the skeleton.
         self.ruleset.sets = std::mem::take(&mut r.out.sets);
-        for map in [
-            FROM_DISPATCH_MAP,
-            TO_DISPATCH_MAP,
-            HOST_IN_DISPATCH_MAP,
-            HOST_OUT_DISPATCH_MAP,
-        ] {
+        // The HostEndpoint maps come with the skeleton (render::host).
+        self.ruleset.maps = std::mem::take(&mut r.out.maps);
+        for map in [FROM_DISPATCH_MAP, TO_DISPATCH_MAP] {
             self.ruleset
                 .maps
                 .insert(map.to_string(), VerdictMap::default());
@@ -309,8 +312,8 @@ impl IncrementalRender {
         iface: &str,
         rendered: &mut BTreeSet<(PolicyKey, Dir)>,
     ) {
-        let chains = [host_in_chain(iface), host_out_chain(iface)];
-        let maps = [HOST_IN_DISPATCH_MAP, HOST_OUT_DISPATCH_MAP];
+        let chains = HostHook::ALL.map(|hook| hook.chain(iface));
+        let maps = HostHook::ALL.map(HostHook::map);
         let old = self.hosts.rendered.remove(iface).unwrap_or_default();
         self.clear_group(iface, &chains, &maps, &old);
         let mut group = Group::default();
@@ -329,11 +332,16 @@ impl IncrementalRender {
         self.swap_policies(graph, &old.policies, &group.policies, rendered);
         if self.hosts.members.contains_key(iface) {
             self.hosts.rendered.insert(iface.to_string(), group);
+        } else if iface == ALL_INTERFACES {
+            // The skeleton's fallback rules jump to these: never dangling.
+            for chain in chains {
+                self.ruleset.chains.insert(chain, Chain::default());
+            }
         }
     }
 
     /// Removes what an interface's chains put in the ruleset.
-    fn clear_group(&mut self, iface: &str, chains: &[String; 2], maps: &[&str; 2], old: &Group) {
+    fn clear_group(&mut self, iface: &str, chains: &[String], maps: &[&str], old: &Group) {
         for chain in chains {
             self.ruleset.chains.remove(chain);
             self.touched.chains.insert(chain.clone());
@@ -356,14 +364,18 @@ impl IncrementalRender {
     fn fill_group(
         &mut self,
         iface: &str,
-        chains: &[String; 2],
-        maps: &[&str; 2],
+        chains: &[String],
+        maps: &[&str],
         out: &mut Ruleset,
         group: &Group,
     ) {
         for (chain, map) in chains.iter().zip(maps) {
             if let Some(rendered) = out.chains.remove(chain) {
                 self.ruleset.chains.insert(chain.clone(), rendered);
+                if iface == ALL_INTERFACES {
+                    // Reached by the fallback rules, not through the maps.
+                    continue;
+                }
                 if let Some(m) = self.ruleset.maps.get_mut(*map) {
                     m.elements
                         .insert(iface.to_string(), format!("goto {chain}"));
@@ -521,7 +533,7 @@ fn host_iface(graph: &CalcGraph, name: &str) -> Option<String> {
     graph
         .local_host_endpoints()
         .find(|(n, _)| *n == name)
-        .map(|(_, hep)| hep.interface.clone())
+        .map(|(_, hep)| hep.effective_interface().to_string())
 }
 
 #[cfg(test)]

@@ -48,6 +48,11 @@ impl Interner {
         id
     }
 
+    /// Takes one more reference to a live symbol.
+    pub(super) fn retain(&mut self, id: Sym) {
+        self.refs[id as usize] += 1;
+    }
+
     /// Drops one reference to `id`.
     pub(super) fn release(&mut self, id: Sym) {
         let refs = &mut self.refs[id as usize];

@@ -139,6 +139,39 @@ fn items_inherit_parent_labels() {
 }
 
 #[test]
+fn own_labels_are_the_item_labels_without_inherited_ones() {
+    let mut index = Index::new();
+    index.update_parent("kns.shop", labels(&[("pcns.env", "prod")]));
+    index.update_item("pod", labels(&[("app", "web")]), vec!["kns.shop"]);
+    assert_eq!(index.own_labels(&"pod"), Some(labels(&[("app", "web")])));
+    index.update_item("pod", labels(&[("app", "db"), ("v", "2")]), vec![]);
+    assert_eq!(
+        index.own_labels(&"pod"),
+        Some(labels(&[("app", "db"), ("v", "2")]))
+    );
+    index.remove_item(&"pod");
+    assert_eq!(index.own_labels(&"pod"), None);
+}
+
+#[test]
+fn removed_slots_are_reused_without_mixing_items_up() {
+    let mut index = Index::new();
+    index.update_selector("web", sel("app == 'web'"));
+    index.update_item("a", labels(&[("app", "web")]), vec![]);
+    index.update_item("b", labels(&[("app", "db")]), vec![]);
+    index.remove_item(&"a");
+    let events = index.update_item("c", labels(&[("app", "web")]), vec![]);
+    assert_eq!(events, [MatchStarted("web", "c")]);
+    assert_eq!(matching(&index, "web"), ["c"]);
+    assert!(!index.is_match(&"web", &"a"));
+    index.remove_selector(&"web");
+    index.update_selector("db", sel("app == 'db'"));
+    assert_eq!(matching(&index, "db"), ["b"]);
+    assert_eq!(index.selectors_matching(&"b").collect::<Vec<_>>(), [&"db"]);
+    assert_eq!(index.match_count(), 1);
+}
+
+#[test]
 fn own_labels_win_over_parent_labels() {
     let mut index = Index::new();
     index.update_selector("blue", sel("colour == 'blue'"));

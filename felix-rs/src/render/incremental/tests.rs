@@ -30,6 +30,8 @@ enum Step {
         peer: u8,
         named: bool,
         egress: bool,
+        /// 0 normal, 1 applyOnForward, 2 doNotTrack, 3 preDNAT (ingress).
+        host_mode: u8,
     },
     DeletePolicy(u8),
     Tier {
@@ -54,6 +56,11 @@ enum Step {
         profiles: bool,
     },
     DeleteHostEndpoint(u8),
+    /// The host's interfaces: 172.16.0.{ip} on eth{iface}.
+    HostAddresses {
+        iface: u8,
+        ip: u8,
+    },
     Profile {
         n: u8,
         peer: u8,
@@ -67,8 +74,8 @@ fn step_strategy() -> impl Strategy<Value = Step> {
             |(n, local, iface, app, ip, named_port)| Step::Pod { n, local, iface, app, ip, named_port }
         ),
         1 => (0..6u8).prop_map(Step::DeletePod),
-        4 => (0..5u8, any::<bool>(), 0..3u8, 0..3u8, 0..3u8, any::<bool>(), any::<bool>()).prop_map(
-            |(n, tier, order, app, peer, named, egress)| Step::Policy { n, tier, order, app, peer, named, egress }
+        4 => (0..5u8, any::<bool>(), 0..3u8, 0..3u8, 0..3u8, any::<bool>(), any::<bool>(), 0..4u8).prop_map(
+            |(n, tier, order, app, peer, named, egress, host_mode)| Step::Policy { n, tier, order, app, peer, named, egress, host_mode }
         ),
         1 => (0..5u8).prop_map(Step::DeletePolicy),
         1 => (0..3u8, any::<bool>()).prop_map(|(order, pass)| Step::Tier { order, pass }),
@@ -76,10 +83,11 @@ fn step_strategy() -> impl Strategy<Value = Step> {
         1 => (0..2u8).prop_map(|env| Step::Namespace { env }),
         1 => (0..2u8, 0..3u8, 0..3u8).prop_map(|(n, app, net)| Step::NetSet { n, app, net }),
         1 => (0..2u8).prop_map(Step::DeleteNetSet),
-        1 => (0..2u8, 0..3u8, 0..3u8, 0..3u8, any::<bool>()).prop_map(
+        1 => (0..2u8, 0..4u8, 0..3u8, 0..3u8, any::<bool>()).prop_map(
             |(n, iface, app, ip, profiles)| Step::HostEndpoint { n, iface, app, ip, profiles }
         ),
         1 => (0..2u8).prop_map(Step::DeleteHostEndpoint),
+        1 => (0..2u8, 0..3u8).prop_map(|(iface, ip)| Step::HostAddresses { iface, ip }),
         1 => (0..2u8, 0..3u8).prop_map(|(n, peer)| Step::Profile { n, peer }),
         1 => (0..2u8).prop_map(Step::DeleteProfile),
     ]
@@ -134,6 +142,7 @@ spec:
             peer,
             named,
             egress,
+            host_mode,
         } => {
             let (tier, name) = if *tier {
                 ("t1", format!("t1.p{n}"))
@@ -142,6 +151,12 @@ spec:
             };
             let port = if *named { "http" } else { "80" };
             let direction = if *egress { "egress" } else { "ingress" };
+            let flags = match (host_mode, egress) {
+                (1, _) => "  applyOnForward: true\n",
+                (2, _) => "  applyOnForward: true\n  doNotTrack: true\n",
+                (3, false) => "  applyOnForward: true\n  preDNAT: true\n",
+                _ => "",
+            };
             format!(
                 "apiVersion: projectcalico.org/v3
 kind: GlobalNetworkPolicy
@@ -149,7 +164,7 @@ metadata: {{name: {name}}}
 spec:
   tier: {tier}
   order: {order}
-  selector: app == 'a{app}'
+{flags}  selector: app == 'a{app}'
   {direction}:
   - action: Allow
     protocol: TCP
@@ -215,7 +230,8 @@ spec: {{nets: [192.168.{net}.0/24]}}
             ip,
             profiles,
         } => {
-            let iface = ["eth0", "eth1", "*"][usize::from(*iface)];
+            // "": no interfaceName, found by its expected address.
+            let iface = ["eth0", "eth1", "*", ""][usize::from(*iface)];
             let profiles = if *profiles {
                 "[projectcalico-default-allow, prof1]"
             } else {
@@ -247,6 +263,15 @@ spec:
                 .on_update(Update::ProfileDeleted {
                     name: format!("prof{n}"),
                 })
+                .unwrap();
+            return;
+        }
+        Step::HostAddresses { iface, ip } => {
+            let addr = std::net::IpAddr::from([172, 16, 0, *ip]);
+            graph
+                .on_update(Update::HostInterfaceAddresses(
+                    [(format!("eth{iface}"), vec![addr])].into(),
+                ))
                 .unwrap();
             return;
         }
@@ -340,6 +365,7 @@ fn a_remote_label_change_touches_only_the_sets_of_its_selectors() {
             peer: 1,
             named: false,
             egress: false,
+            host_mode: 0,
         },
     ] {
         apply(&mut graph, &step);
