@@ -39,7 +39,11 @@ impl Daemon {
             .arg(db)
             .arg("--socket")
             .arg(&socket)
-            .env("RUST_LOG", "warn")
+            // `TWILL_BENCH_LOG=twill_ipam=debug` shows each batch's size.
+            .env(
+                "RUST_LOG",
+                std::env::var("TWILL_BENCH_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

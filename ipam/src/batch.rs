@@ -2,19 +2,20 @@
 //!
 //! When many pods start at once, the node IPAM service drains its queue and
 //! hands the single-address requests to [`Ipam::allocate_many`]: one read of
-//! the pools, then per block one transaction ([`Datastore::txn`]) that
+//! the pools, then per block one transaction ([`Datastore::txn_text`]: the
+//! block encoded once, straight to JSON text, and only revisions back) that
 //! writes every request's handle and the block together — one commit (one
 //! fsync) for the batch instead of one per handle plus one per block, and
 //! no window in which a handle counts an address the block does not hold.
 //!
-//! [`Datastore::txn`]: twill_store::Datastore::txn
+//! [`Datastore::txn_text`]: twill_store::Datastore::txn_text
 
 use std::collections::BTreeMap;
 
 use ipnet::IpNet;
 use twill_api::Spec;
 use twill_api::ipam::{IPAMBlockSpec, IPAMHandleSpec};
-use twill_store::{Error as StoreError, Op, Precondition};
+use twill_store::{Error as StoreError, Precondition, TextOp};
 
 use crate::Ipam;
 use crate::allocate::{AllocateRequest, AllocatedIp, check_request};
@@ -174,10 +175,27 @@ impl Ipam {
         // The block as this service last wrote it saves a read and a decode
         // per batch; a stale copy fails the revision precondition below and
         // is read afresh, so it can cost a retry but never a wrong write.
+        // A block seen full is skipped while its revision stays the same (no
+        // address freed since): a revision check instead of a read and a
+        // decode of its body, for every full block, every batch.
+        let seen_full = self.full_blocks().get(&name).copied();
+        if let Some(revision) = seen_full {
+            let key = store::key::<IPAMBlockSpec>(&name);
+            if self.store().revision_of(&key)? == Some(revision) {
+                return Ok(Vec::new());
+            }
+            self.full_blocks().remove(&name);
+        }
         let cached = self.block_cache().remove(&name);
+        // Whether `block` is known to be the stored revision (not a copy
+        // that another writer may have changed since).
+        let mut current = cached.is_none();
         let block = match cached {
             Some(b) => Some(b),
-            None => store::get::<IPAMBlockSpec>(self.store(), &name)?,
+            None => {
+                tracing::trace!(block = %name, "batch reads a block");
+                store::get::<IPAMBlockSpec>(self.store(), &name)?
+            }
         };
         let Some(mut block) = block.filter(usable) else {
             self.forget(Some(node), net);
@@ -187,11 +205,19 @@ impl Ipam {
         // assumed absent (the common case: one new handle per pod).
         let mut handles: BTreeMap<&str, Option<Stored<IPAMHandleSpec>>> = BTreeMap::new();
         for _ in 0..CAS_RETRIES {
-            let mut next = block.clone();
-            let spec = &mut next.object.spec;
-            spec.sweep(self.now(), cooldown);
+            // A block with no free address and none cooling down cannot
+            // serve: not worth a copy.
+            let spec = &block.object.spec;
+            let room = spec.free(&reserved) > 0 || spec.slots().iter().any(|s| s.released());
+            let mut next = room.then(|| block.clone());
             let mut served = Vec::new();
+            if let Some(spec) = next.as_mut().map(|n| &mut n.object.spec) {
+                spec.sweep(self.now(), cooldown);
+            }
             for &i in pending {
+                let Some(spec) = next.as_mut().map(|n| &mut n.object.spec) else {
+                    break;
+                };
                 let r = &requests[i];
                 let mut secondary = r.attributes.clone();
                 secondary.insert("node".into(), node.to_string());
@@ -209,10 +235,29 @@ impl Ipam {
                     None => break,
                 }
             }
-            if served.is_empty() {
+            let Some(mut next) = next.filter(|_| !served.is_empty()) else {
+                // A full block is remembered by its revision only (its body
+                // would cost memory for every full block of the node), once
+                // that revision is known to be the stored one.
+                if !current && self.store().revision_of(&block.key)? != Some(block.revision) {
+                    match store::get::<IPAMBlockSpec>(self.store(), &name)? {
+                        Some(b) if usable(&b) => {
+                            block = b;
+                            current = true;
+                            continue;
+                        }
+                        _ => {
+                            self.forget(Some(node), net);
+                            return Ok(Vec::new());
+                        }
+                    }
+                }
+                if !room {
+                    self.full_blocks().insert(name, block.revision);
+                }
                 return Ok(Vec::new());
-            }
-            spec.bump();
+            };
+            next.object.spec.bump();
             let mut counts: BTreeMap<&str, i64> = BTreeMap::new();
             for (i, _) in &served {
                 *counts.entry(requests[*i].handle.as_str()).or_default() += 1;
@@ -220,16 +265,18 @@ impl Ipam {
             let mut ops = Vec::with_capacity(counts.len() + 1);
             for (&handle, &count) in &counts {
                 let known = handles.get(handle).and_then(Option::as_ref);
-                ops.push(handle::count_op(handle, known, &cidr, count)?);
+                ops.push(TextOp::from_op(&handle::count_op(
+                    handle, known, &cidr, count,
+                )?));
             }
-            ops.push(Op::Update {
+            ops.push(TextOp::Update {
                 key: next.key.clone(),
-                value: store::encode(&next.object)?,
+                body: store::encode_text(&next.object)?,
                 precondition: Precondition::Revision(next.revision),
             });
-            match self.store().txn(&ops) {
+            match self.store().txn_text(&ops) {
                 Ok(written) => {
-                    if let Some(revision) = written.last().map(|o| o.revision) {
+                    if let Some(&revision) = written.last() {
                         next.revision = revision;
                         self.block_cache().insert(name, next);
                     }
@@ -240,7 +287,10 @@ impl Ipam {
                     | StoreError::NotFound { key }
                     | StoreError::AlreadyExists { key },
                 ) if key == next.key => match store::get::<IPAMBlockSpec>(self.store(), &name)? {
-                    Some(b) if usable(&b) => block = b,
+                    Some(b) if usable(&b) => {
+                        block = b;
+                        current = true;
+                    }
                     _ => {
                         self.forget(Some(node), net);
                         return Ok(Vec::new());

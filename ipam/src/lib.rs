@@ -86,12 +86,14 @@ pub use pool::{DEFAULT_COOLDOWN, DEFAULT_MAX_BLOCKS_PER_HOST, EffectiveConfig};
 /// The IPAM allocator over one datastore. Cheap to share; it caches which
 /// blocks each node owns, those last seen with room first (a hint, always
 /// re-checked against the store), and the blocks batched allocation last
-/// wrote (written back only on the revision they were read at).
+/// wrote (written back only on the revision they were read at), and the
+/// revision at which each full block was last seen full.
 pub struct Ipam {
     store: Arc<dyn Datastore>,
     clock: Arc<dyn Clock>,
     affine: Mutex<HashMap<String, Vec<IpNet>>>,
     blocks: Mutex<HashMap<String, store::Stored<twill_api::ipam::IPAMBlockSpec>>>,
+    full: Mutex<HashMap<String, twill_store::Revision>>,
 }
 
 impl std::fmt::Debug for Ipam {
@@ -113,6 +115,7 @@ impl Ipam {
             clock,
             affine: Mutex::new(HashMap::new()),
             blocks: Mutex::new(HashMap::new()),
+            full: Mutex::new(HashMap::new()),
         }
     }
 
@@ -128,6 +131,11 @@ impl Ipam {
 
     fn affine_cache(&self) -> MutexGuard<'_, HashMap<String, Vec<IpNet>>> {
         self.affine.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Blocks last seen full, by name, with the revision they were full at.
+    fn full_blocks(&self) -> MutexGuard<'_, HashMap<String, twill_store::Revision>> {
+        self.full.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn block_cache(

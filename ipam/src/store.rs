@@ -4,9 +4,11 @@
 //! document as body (`apiVersion` and `kind` first, as `twill get -o json`
 //! prints it); bodies without `apiVersion`/`kind` read as well.
 
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use twill_api::{Object, Spec};
-use twill_store::{Datastore, Error as StoreError, Key, Precondition, Revision};
+use twill_api::{Object, ObjectMeta, Spec};
+use twill_store::{Datastore, Error as StoreError, Key, Precondition, Revision, TextOp};
 
 use crate::error::{IpamError, Result};
 
@@ -50,6 +52,82 @@ pub fn encode<S: Spec>(object: &Object<S>) -> Result<Value> {
     Ok(Value::Object(document))
 }
 
+/// The stored document as written: `apiVersion` and `kind`, then the
+/// object's fields, serialized straight from the typed object.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase", bound = "S: Spec")]
+struct DocumentOut<'a, S: Spec> {
+    api_version: &'static str,
+    kind: &'static str,
+    metadata: &'a ObjectMeta,
+    spec: &'a S,
+    #[serde(skip_serializing_if = "is_none")]
+    status: &'a Option<S::Status>,
+}
+
+fn is_none<T>(value: &&Option<T>) -> bool {
+    value.is_none()
+}
+
+/// The stored document as read: `apiVersion` and `kind` are ignored (and
+/// may be absent), the rest is [`Object`]'s shape, unknown fields rejected.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase", bound = "S: Spec")]
+struct DocumentIn<S: Spec> {
+    #[serde(default, rename = "apiVersion")]
+    _api_version: Option<IgnoredAny>,
+    #[serde(default, rename = "kind")]
+    _kind: Option<IgnoredAny>,
+    metadata: ObjectMeta,
+    #[serde(default)]
+    spec: S,
+    #[serde(default)]
+    status: Option<S::Status>,
+}
+
+/// The document stored for an object, as JSON text (the same document as
+/// [`encode`], without building a [`Value`] tree).
+pub fn encode_text<S: Spec>(object: &Object<S>) -> Result<String> {
+    let document = DocumentOut {
+        api_version: S::API_VERSION,
+        kind: S::KIND,
+        metadata: &object.metadata,
+        spec: &object.spec,
+        status: &object.status,
+    };
+    serde_json::to_string(&document).map_err(|e| IpamError::Corrupt {
+        key: key::<S>(&object.metadata.name),
+        reason: format!("cannot encode: {e}"),
+    })
+}
+
+/// Decodes a stored object of kind `S` straight from its JSON text.
+pub fn decode_text<S: Spec>(object: twill_store::TextObject) -> Result<Stored<S>> {
+    let twill_store::TextObject {
+        key,
+        revision,
+        body,
+    } = object;
+    let document: DocumentIn<S> = match serde_json::from_str(&body) {
+        Ok(document) => document,
+        Err(e) => {
+            return Err(IpamError::Corrupt {
+                key,
+                reason: e.to_string(),
+            });
+        }
+    };
+    Ok(Stored {
+        key,
+        revision,
+        object: Object {
+            metadata: document.metadata,
+            spec: document.spec,
+            status: document.status,
+        },
+    })
+}
+
 /// Decodes a stored object of kind `S`.
 pub fn decode<S: Spec>(object: twill_store::Object) -> Result<Stored<S>> {
     let twill_store::Object {
@@ -74,8 +152,8 @@ pub fn decode<S: Spec>(object: twill_store::Object) -> Result<Stored<S>> {
 
 /// Reads one object; `None` when it does not exist.
 pub fn get<S: Spec>(store: &dyn Datastore, name: &str) -> Result<Option<Stored<S>>> {
-    match store.get(&key::<S>(name)) {
-        Ok(object) => decode(object).map(Some),
+    match store.get_text(&key::<S>(name)) {
+        Ok(object) => decode_text(object).map(Some),
         Err(StoreError::NotFound { .. }) => Ok(None),
         Err(e) => Err(e.into()),
     }
@@ -116,11 +194,17 @@ pub enum Cas<T> {
 
 /// Writes `stored.object` if the object is still at `stored.revision`.
 pub fn update<S: Spec>(store: &dyn Datastore, stored: &Stored<S>) -> Result<Cas<Stored<S>>> {
-    let value = encode(&stored.object)?;
-    match store.update(&stored.key, &value, Precondition::Revision(stored.revision)) {
-        Ok(written) => Ok(Cas::Written(Stored {
+    let op = TextOp::Update {
+        key: stored.key.clone(),
+        body: encode_text(&stored.object)?,
+        precondition: Precondition::Revision(stored.revision),
+    };
+    match store.txn_text(std::slice::from_ref(&op)) {
+        Ok(revisions) => Ok(Cas::Written(Stored {
             key: stored.key.clone(),
-            revision: written.revision,
+            revision: *revisions
+                .first()
+                .expect("a transaction of one operation returns one revision"),
             object: stored.object.clone(),
         })),
         Err(StoreError::Conflict { .. } | StoreError::NotFound { .. }) => Ok(Cas::Conflict),
@@ -174,6 +258,81 @@ pub fn affinity_name(node: &str, cidr: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn block() -> Object<twill_api::ipam::IPAMBlockSpec> {
+        let mut object = Object::new(
+            "10-0-0-0-30",
+            None,
+            twill_api::ipam::IPAMBlockSpec {
+                cidr: "10.0.0.0/30".into(),
+                affinity: Some("host:n1".into()),
+                allocations: vec![Some(0), None, None, None],
+                unallocated: vec![1, 2, 3],
+                attributes: vec![twill_api::ipam::AllocationAttribute {
+                    handle_id: Some("k8s-pod-network.abc".into()),
+                    ..Default::default()
+                }],
+                sequence_number: 7,
+                ..Default::default()
+            },
+        );
+        object.metadata.labels.insert("a".into(), "b".into());
+        object
+    }
+
+    fn text(key: Key, body: String) -> twill_store::TextObject {
+        twill_store::TextObject {
+            key,
+            revision: Revision(3),
+            body,
+        }
+    }
+
+    #[test]
+    fn text_encoding_is_the_value_encoding() {
+        let object = block();
+        let from_text: Value =
+            serde_json::from_str(&encode_text(&object).expect("encodes")).expect("is JSON");
+        assert_eq!(from_text, encode(&object).expect("encodes"));
+    }
+
+    #[test]
+    fn text_decoding_reads_what_either_encoding_wrote() {
+        let object = block();
+        let k = key::<twill_api::ipam::IPAMBlockSpec>(&object.metadata.name);
+        let mut bare = encode(&object).expect("encodes");
+        if let Value::Object(map) = &mut bare {
+            map.remove("apiVersion");
+            map.remove("kind");
+        }
+        for body in [
+            encode_text(&object).expect("encodes"),
+            encode(&object).expect("encodes").to_string(),
+            bare.to_string(),
+        ] {
+            let stored = decode_text::<twill_api::ipam::IPAMBlockSpec>(text(k.clone(), body))
+                .expect("decodes");
+            assert_eq!((stored.key, stored.revision), (k.clone(), Revision(3)));
+            assert_eq!(stored.object, object);
+        }
+    }
+
+    #[test]
+    fn text_decoding_rejects_unknown_fields_and_bad_json() {
+        let k = key::<twill_api::ipam::IPAMBlockSpec>("x");
+        for body in [
+            r#"{"metadata":{"name":"x"},"surprise":1}"#,
+            r#"{"metadata":{"name":"x"},"spec":{"cidr":"10.0.0.0/30","surprise":1}}"#,
+            r#"{"metadata":"#,
+        ] {
+            let result =
+                decode_text::<twill_api::ipam::IPAMBlockSpec>(text(k.clone(), body.into()));
+            assert!(
+                matches!(&result, Err(IpamError::Corrupt { key, .. }) if *key == k),
+                "{body}: {result:?}"
+            );
+        }
+    }
 
     #[test]
     fn names_follow_calico() {

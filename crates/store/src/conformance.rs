@@ -36,7 +36,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::{Datastore, DatastoreExt, Error, Key, Op, Precondition, Revision, Watch, WatchEvent};
+use crate::{
+    Datastore, DatastoreExt, Error, Key, Op, Precondition, Revision, TextOp, Watch, WatchEvent,
+};
 
 /// How long a case waits for an event that must come.
 const EVENT_WAIT: Duration = Duration::from_secs(10);
@@ -82,6 +84,9 @@ macro_rules! conformance_tests {
             txn_applies_every_operation_in_order,
             txn_with_a_failing_operation_writes_nothing,
             txn_operations_see_the_earlier_ones,
+            txn_text_writes_what_txn_writes_and_returns_the_revisions,
+            txn_text_with_a_body_that_is_not_json_writes_nothing,
+            revision_of_follows_writes_and_deletes,
         );
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
@@ -117,6 +122,9 @@ pub fn run_all<T: Target>(target: &T) {
     txn_applies_every_operation_in_order(target);
     txn_with_a_failing_operation_writes_nothing(target);
     txn_operations_see_the_earlier_ones(target);
+    txn_text_writes_what_txn_writes_and_returns_the_revisions(target);
+    txn_text_with_a_body_that_is_not_json_writes_nothing(target);
+    revision_of_follows_writes_and_deletes(target);
 }
 
 fn pool(name: &str) -> Key {
@@ -877,4 +885,134 @@ pub fn txn_operations_see_the_earlier_ones<T: Target>(target: &T) {
         .expect_err("an update after a delete in the same transaction");
     assert!(matches!(error, Error::NotFound { .. }), "{error:?}");
     assert_eq!(store.get(&pool("x")).expect("x is still there"), results[1]);
+}
+
+/// `txn_text` writes bodies given as JSON text with `txn`'s semantics and
+/// returns each operation's revision; `get_text` reads a body back as text
+/// that parses to the same document.
+pub fn txn_text_writes_what_txn_writes_and_returns_the_revisions<T: Target>(target: &T) {
+    let store = target.new_store();
+    let a = store
+        .create(&pool("a"), &json!({"v": 1}))
+        .expect("create a");
+    let d = store
+        .create(&pool("d"), &json!({"v": 1}))
+        .expect("create d");
+    let mut watch = store
+        .watch("IPPool", None, d.revision)
+        .expect("watch from d");
+    let revisions = store
+        .txn_text(&[
+            TextOp::Create {
+                key: pool("b"),
+                body: r#"{"v":1,"s":"x"}"#.into(),
+            },
+            TextOp::Update {
+                key: pool("a"),
+                body: r#"{"v":2}"#.into(),
+                precondition: Precondition::Revision(a.revision),
+            },
+            TextOp::Delete {
+                key: pool("d"),
+                precondition: Precondition::Unconditional,
+            },
+        ])
+        .expect("txn_text");
+    assert_eq!(revisions.len(), 3);
+    assert!(revisions[0] > d.revision);
+    assert_eq!(revisions[1].0, revisions[0].0 + 1);
+    assert_eq!(
+        revisions[2], d.revision,
+        "a delete returns the last revision"
+    );
+    let b = store.get(&pool("b")).expect("get b");
+    assert_eq!(
+        (b.revision, b.value),
+        (revisions[0], json!({"v": 1, "s": "x"}))
+    );
+    let a_text = store.get_text(&pool("a")).expect("get_text a");
+    assert_eq!(a_text.revision, revisions[1]);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&a_text.body).expect("a body is JSON"),
+        json!({"v": 2})
+    );
+    assert!(matches!(store.get(&pool("d")), Err(Error::NotFound { .. })));
+    assert!(matches!(
+        store.get_text(&pool("d")),
+        Err(Error::NotFound { .. })
+    ));
+    match next_change(&mut *watch) {
+        WatchEvent::Added(o) => assert_eq!(o.value, json!({"v": 1, "s": "x"})),
+        other => panic!("expected Added b, got {other:?}"),
+    }
+    match next_change(&mut *watch) {
+        WatchEvent::Modified(o) => assert_eq!(o.revision, revisions[1]),
+        other => panic!("expected Modified a, got {other:?}"),
+    }
+    match next_change(&mut *watch) {
+        WatchEvent::Deleted(o) => assert_eq!(o.key, pool("d")),
+        other => panic!("expected Deleted d, got {other:?}"),
+    }
+    let stale = store.txn_text(&[TextOp::Update {
+        key: pool("a"),
+        body: r#"{"v":3}"#.into(),
+        precondition: Precondition::Revision(a.revision),
+    }]);
+    assert!(
+        matches!(&stale, Err(Error::Conflict { key, .. }) if *key == pool("a")),
+        "a stale revision conflicts: {stale:?}"
+    );
+}
+
+/// A body that is not JSON fails the whole `txn_text` with the key's
+/// `Serde` error; nothing is written.
+pub fn txn_text_with_a_body_that_is_not_json_writes_nothing<T: Target>(target: &T) {
+    let store = target.new_store();
+    let before = store.current_revision().expect("revision");
+    let result = store.txn_text(&[
+        TextOp::Create {
+            key: pool("a"),
+            body: r#"{"v":1}"#.into(),
+        },
+        TextOp::Create {
+            key: pool("b"),
+            body: r#"{"v":"#.into(),
+        },
+    ]);
+    assert!(
+        matches!(&result, Err(Error::Serde { key, .. }) if *key == pool("b")),
+        "expected a Serde error for b, got {result:?}"
+    );
+    assert!(matches!(store.get(&pool("a")), Err(Error::NotFound { .. })));
+    assert_eq!(store.current_revision().expect("revision"), before);
+}
+
+/// `revision_of` reports the revision of the last write of a key, and
+/// `None` once it is deleted or when it never existed.
+pub fn revision_of_follows_writes_and_deletes<T: Target>(target: &T) {
+    let store = target.new_store();
+    assert_eq!(store.revision_of(&pool("a")).expect("revision_of"), None);
+    let created = store
+        .create(&pool("a"), &json!({"v": 1}))
+        .expect("create a");
+    assert_eq!(
+        store.revision_of(&pool("a")).expect("revision_of"),
+        Some(created.revision)
+    );
+    let updated = store
+        .update(
+            &pool("a"),
+            &json!({"v": 2}),
+            Precondition::Revision(created.revision),
+        )
+        .expect("update a");
+    assert_ne!(updated.revision, created.revision);
+    assert_eq!(
+        store.revision_of(&pool("a")).expect("revision_of"),
+        Some(updated.revision)
+    );
+    store
+        .delete(&pool("a"), Precondition::Unconditional)
+        .expect("delete a");
+    assert_eq!(store.revision_of(&pool("a")).expect("revision_of"), None);
 }

@@ -293,6 +293,130 @@ impl Op {
     }
 }
 
+/// One write of [`Datastore::txn_text`]: an [`Op`] whose body is JSON text
+/// the caller has already serialized, so the store writes it as it is
+/// instead of serializing a [`serde_json::Value`] tree while it holds the
+/// write lock.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextOp {
+    /// [`Op::Create`] with a body as JSON text.
+    Create {
+        /// Where to create.
+        key: Key,
+        /// The body, JSON text.
+        body: String,
+    },
+    /// [`Op::Update`] with a body as JSON text.
+    Update {
+        /// What to replace.
+        key: Key,
+        /// The new body, JSON text.
+        body: String,
+        /// The revision check.
+        precondition: Precondition,
+    },
+    /// [`Op::Delete`].
+    Delete {
+        /// What to delete.
+        key: Key,
+        /// The revision check.
+        precondition: Precondition,
+    },
+}
+
+impl TextOp {
+    /// The key the operation writes.
+    pub fn key(&self) -> &Key {
+        match self {
+            Self::Create { key, .. } | Self::Update { key, .. } | Self::Delete { key, .. } => key,
+        }
+    }
+
+    /// The operation with its body serialized.
+    pub fn from_op(op: &Op) -> Self {
+        match op {
+            Op::Create { key, value } => Self::Create {
+                key: key.clone(),
+                body: value.to_string(),
+            },
+            Op::Update {
+                key,
+                value,
+                precondition,
+            } => Self::Update {
+                key: key.clone(),
+                body: value.to_string(),
+                precondition: *precondition,
+            },
+            Op::Delete { key, precondition } => Self::Delete {
+                key: key.clone(),
+                precondition: *precondition,
+            },
+        }
+    }
+
+    /// The operation with its body parsed.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Serde`] with the key if the body is not JSON.
+    pub fn to_op(&self) -> Result<Op> {
+        let parse = |key: &Key, body: &str| {
+            serde_json::from_str(body).map_err(|source| Error::Serde {
+                key: key.clone(),
+                source,
+            })
+        };
+        Ok(match self {
+            Self::Create { key, body } => Op::Create {
+                key: key.clone(),
+                value: parse(key, body)?,
+            },
+            Self::Update {
+                key,
+                body,
+                precondition,
+            } => Op::Update {
+                key: key.clone(),
+                value: parse(key, body)?,
+                precondition: *precondition,
+            },
+            Self::Delete { key, precondition } => Op::Delete {
+                key: key.clone(),
+                precondition: *precondition,
+            },
+        })
+    }
+
+    /// Checks the key and that the body is JSON (without building a tree).
+    pub(crate) fn validate(&self) -> Result<()> {
+        self.key().validate()?;
+        match self {
+            Self::Create { key, body } | Self::Update { key, body, .. } => {
+                serde_json::from_str::<serde::de::IgnoredAny>(body)
+                    .map(|_| ())
+                    .map_err(|source| Error::Serde {
+                        key: key.clone(),
+                        source,
+                    })
+            }
+            Self::Delete { .. } => Ok(()),
+        }
+    }
+}
+
+/// An object as stored, with its body as the JSON text the store holds
+/// ([`Datastore::get_text`]): decode it straight into a typed value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TextObject {
+    /// Where the object lives.
+    pub key: Key,
+    /// The revision of the write that produced this state.
+    pub revision: Revision,
+    /// The body, JSON text.
+    pub body: String,
+}
+
 /// One change seen by a watch.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WatchEvent {
@@ -424,6 +548,50 @@ pub trait Datastore: Send + Sync {
     ///
     /// Backend errors only.
     fn current_revision(&self) -> Result<Revision>;
+
+    /// [`Datastore::txn`] with bodies given as JSON text, returning only the
+    /// revision each operation wrote (for a delete, the object's last
+    /// revision): no body is parsed into or copied out of a
+    /// [`serde_json::Value`]. Same semantics and errors as `txn`, plus
+    /// [`Error::Serde`] with the key for a body that is not JSON (then
+    /// nothing was written).
+    ///
+    /// # Errors
+    ///
+    /// As [`Datastore::txn`]; [`Error::Serde`] for a body that is not JSON.
+    fn txn_text(&self, ops: &[TextOp]) -> Result<Vec<Revision>> {
+        let ops = ops.iter().map(TextOp::to_op).collect::<Result<Vec<_>>>()?;
+        Ok(self.txn(&ops)?.into_iter().map(|o| o.revision).collect())
+    }
+
+    /// [`Datastore::get`] with the body as JSON text, for callers that decode
+    /// it straight into their own type.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datastore::get`].
+    fn get_text(&self, key: &Key) -> Result<TextObject> {
+        let object = self.get(key)?;
+        Ok(TextObject {
+            body: object.value.to_string(),
+            key: object.key,
+            revision: object.revision,
+        })
+    }
+
+    /// The current revision of `key` without its body (`None` when it does
+    /// not exist): a cheap check that a copy read earlier is still current.
+    ///
+    /// # Errors
+    ///
+    /// Invalid keys and backend errors.
+    fn revision_of(&self, key: &Key) -> Result<Option<Revision>> {
+        match self.get(key) {
+            Ok(object) => Ok(Some(object.revision)),
+            Err(Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }
 
 impl<S: Datastore + ?Sized> Datastore for std::sync::Arc<S> {
@@ -460,5 +628,14 @@ impl<S: Datastore + ?Sized> Datastore for std::sync::Arc<S> {
     }
     fn current_revision(&self) -> Result<Revision> {
         (**self).current_revision()
+    }
+    fn txn_text(&self, ops: &[TextOp]) -> Result<Vec<Revision>> {
+        (**self).txn_text(ops)
+    }
+    fn get_text(&self, key: &Key) -> Result<TextObject> {
+        (**self).get_text(key)
+    }
+    fn revision_of(&self, key: &Key) -> Result<Option<Revision>> {
+        (**self).revision_of(key)
     }
 }

@@ -30,7 +30,10 @@ use rusqlite::{Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionB
 use tracing::{debug, info_span, trace};
 
 use crate::sqlite_watch::SqliteWatch;
-use crate::{Datastore, Error, Key, List, Object, Op, Precondition, Result, Revision, Watch};
+use crate::{
+    Datastore, Error, Key, List, Object, Op, Precondition, Result, Revision, TextObject, TextOp,
+    Watch,
+};
 
 /// The newest schema version this build reads and writes.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -430,6 +433,47 @@ impl SqliteStore {
         }
     }
 
+    /// Applies one operation with a JSON text body inside the write
+    /// transaction `tx`; returns the revision it wrote.
+    fn apply_text_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        op: &TextOp,
+    ) -> Result<Revision> {
+        let write = |key: &Key, body: &str, event_type: i64| {
+            let revision = self.record(tx, path, key, event_type, body)?;
+            Self::upsert(tx, path, key, revision, body)?;
+            trace!(key = %key, revision, "wrote object");
+            Ok(from_sql_revision(revision))
+        };
+        match op {
+            TextOp::Create { key, body } => {
+                if Self::revision_in(tx, path, key)?.is_some() {
+                    return Err(Error::AlreadyExists { key: key.clone() });
+                }
+                write(key, body, EVENT_ADDED)
+            }
+            TextOp::Update {
+                key,
+                body,
+                precondition,
+            } => {
+                let actual = Self::revision_in(tx, path, key)?
+                    .ok_or_else(|| Error::NotFound { key: key.clone() })?;
+                precondition.check(key, from_sql_revision(actual))?;
+                write(key, body, EVENT_MODIFIED)
+            }
+            TextOp::Delete { key, precondition } => {
+                let op = Op::Delete {
+                    key: key.clone(),
+                    precondition: *precondition,
+                };
+                self.apply_in(tx, path, &op).map(|last| last.revision)
+            }
+        }
+    }
+
     /// Applies one operation in its own transaction.
     fn write_one(&self, operation: &'static str, op: &Op) -> Result<Object> {
         op.key().validate()?;
@@ -624,6 +668,38 @@ impl Datastore for SqliteStore {
         self.write("transaction", |tx, path| {
             ops.iter().map(|op| self.apply_in(tx, path, op)).collect()
         })
+    }
+
+    fn txn_text(&self, ops: &[TextOp]) -> Result<Vec<Revision>> {
+        for op in ops {
+            op.validate()?;
+        }
+        if ops.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write("transaction", |tx, path| {
+            ops.iter()
+                .map(|op| self.apply_text_in(tx, path, op))
+                .collect()
+        })
+    }
+
+    fn get_text(&self, key: &Key) -> Result<TextObject> {
+        key.validate()?;
+        let path = &self.shared.path;
+        let row = Self::current_in(&self.reader(), path, key, "get")?;
+        let (revision, body) = row.ok_or_else(|| Error::NotFound { key: key.clone() })?;
+        Ok(TextObject {
+            key: key.clone(),
+            revision: from_sql_revision(revision),
+            body,
+        })
+    }
+
+    fn revision_of(&self, key: &Key) -> Result<Option<Revision>> {
+        key.validate()?;
+        let revision = Self::revision_in(&self.reader(), &self.shared.path, key)?;
+        Ok(revision.map(from_sql_revision))
     }
 
     fn get(&self, key: &Key) -> Result<Object> {

@@ -1,6 +1,7 @@
 //! The task that owns the service's state.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
@@ -30,6 +31,21 @@ pub enum ServiceMsg {
 /// The most queued messages served in one batch.
 const MAX_BATCH: usize = 128;
 
+/// How long the owner waits at most for a batch to reach the last batch's
+/// size, and how often it looks.
+const GATHER_WAIT: Duration = Duration::from_micros(200);
+const GATHER_POLL: Duration = Duration::from_micros(50);
+
+/// Moves queued messages into `batch`, up to [`MAX_BATCH`].
+fn drain(rx: &mut mpsc::Receiver<ServiceMsg>, batch: &mut Vec<ServiceMsg>) {
+    while batch.len() < MAX_BATCH {
+        match rx.try_recv() {
+            Ok(msg) => batch.push(msg),
+            Err(_) => break,
+        }
+    }
+}
+
 struct Owner {
     ipam: Arc<Ipam>,
     node: String,
@@ -53,16 +69,23 @@ pub(super) fn spawn_owner(
             requests: 0,
             failures: 0,
         };
+        let mut last = 1;
         while let Some(first) = rx.blocking_recv() {
             // Requests that queued up while the last batch was written are
             // served together (see `Ipam::allocate_many`).
             let mut batch = vec![first];
-            while batch.len() < MAX_BATCH {
-                match rx.try_recv() {
-                    Ok(msg) => batch.push(msg),
-                    Err(_) => break,
-                }
+            drain(&mut rx, &mut batch);
+            // The clients just answered are likely sending their next
+            // requests: wait a moment for as many as the last batch held,
+            // so that one commit serves them all.
+            let target = last.min(MAX_BATCH);
+            let mut waited = Duration::ZERO;
+            while batch.len() < target && waited < GATHER_WAIT {
+                std::thread::sleep(GATHER_POLL);
+                waited += GATHER_POLL;
+                drain(&mut rx, &mut batch);
             }
+            last = batch.len();
             owner.handle_batch(batch);
         }
     })
