@@ -685,7 +685,7 @@ impl Owner {
                         })
                     })
                     .collect();
-                (*prefix, paths)
+                (prefix, paths)
             })
             .filter(|(_, paths): &(IpNet, Vec<PathSummary>)| !paths.is_empty())
             .collect()
@@ -829,7 +829,7 @@ impl Owner {
         // Decisions still pending must reach the kernel writer first.
         self.process();
         if let Some(kernel) = &self.kernel {
-            let wanted: HashSet<IpNet> = self.rib.fib().map(|(p, _)| *p).collect();
+            let wanted: HashSet<IpNet> = self.rib.fib().map(|(p, _)| p).collect();
             debug!(wanted = wanted.len(), timer, "start-up sweep");
             let _ = kernel.send(KernelJob::Sweep(wanted));
         } else {

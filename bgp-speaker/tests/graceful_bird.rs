@@ -355,13 +355,15 @@ fn an_import_filter_change_refilters_without_refresh_or_reset() {
         assert_eq!(
             t.bird_session("peer1").unwrap(),
             session,
-            "bird's session was not re-established"
+            "bird's session was not re-established\n{}",
+            t.context()
         );
-        // `since` is rebuilt from a monotonic instant: equal up to jitter.
+        // `since` is rebuilt from a monotonic instant: equal up to the
+        // jitter of reading two clocks on a busy machine.
         let now = router.status().await[0].since;
         let drift = now.duration_since(since).unwrap_or_else(|e| e.duration());
         assert!(
-            drift < Duration::from_millis(100),
+            drift < Duration::from_secs(1),
             "our session did not change state: {since:?} -> {now:?}"
         );
         let stats = router.stats().await;

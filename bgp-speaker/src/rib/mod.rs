@@ -38,19 +38,24 @@
 pub mod attrs;
 pub mod decision;
 pub mod policy;
+mod table;
 #[cfg(test)]
 mod tests;
 pub mod wire;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
+// foldhash: the table is hashed once or twice per received prefix, and
+// SipHash on an IpNet key costs more than the rest of the lookup.
+use foldhash::HashMap;
 use ipnet::IpNet;
 
 pub use attrs::{Attrs, DEFAULT_LOCAL_PREF, Origin, Received};
 use decision::SourceInfo;
 use policy::FilterContext;
+use table::Table;
 
 use crate::config::Filter;
 use crate::packet::Family;
@@ -93,38 +98,67 @@ pub struct Path {
     pub stale: bool,
 }
 
+/// The next hops a prefix has in the kernel, as [`Rib::fib`] yields them.
+#[derive(Debug, Clone, Copy)]
+pub struct FibHops<'a>(&'a Fib);
+
+impl FibHops<'_> {
+    /// The next hops, in address order.
+    pub fn to_vec(&self) -> Vec<IpAddr> {
+        self.0.to_vec()
+    }
+}
+
 /// A prefix's paths; the selected ones (best first) lead.
+///
+/// One of these per prefix in a hash table: it is kept to 48 bytes.
 #[derive(Debug, Clone, Default)]
 pub struct Dest {
     paths: Vec<Path>,
-    selected: usize,
     fib: Fib,
+    selected: u32,
+    /// Queued in [`Rib::dirty`] for the next decision run.
+    dirty: bool,
 }
 
-/// The next hops a prefix has in the kernel; one next hop (the usual case)
-/// is kept inline.
+/// The next hops a prefix has in the kernel. One IPv4 next hop (the usual
+/// case) is kept inline; anything else behind one thin pointer, so that
+/// the value is 16 bytes, not the 24 of an inline `IpAddr` or a boxed slice.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 enum Fib {
     #[default]
     None,
-    One(IpAddr),
-    Many(Box<[IpAddr]>),
+    V4(Ipv4Addr),
+    #[allow(
+        clippy::box_collection,
+        reason = "a thin pointer: a boxed slice would make every Dest 8 bytes larger"
+    )]
+    Other(Box<Vec<IpAddr>>),
 }
 
 impl Fib {
-    fn as_slice(&self) -> &[IpAddr] {
+    fn is(&self, hops: &[IpAddr]) -> bool {
+        match (self, hops) {
+            (Fib::None, []) => true,
+            (Fib::V4(a), [IpAddr::V4(b)]) => a == b,
+            (Fib::Other(mine), hops) => mine[..] == *hops,
+            _ => false,
+        }
+    }
+
+    fn to_vec(&self) -> Vec<IpAddr> {
         match self {
-            Fib::None => &[],
-            Fib::One(hop) => std::slice::from_ref(hop),
-            Fib::Many(hops) => hops,
+            Fib::None => Vec::new(),
+            Fib::V4(hop) => vec![IpAddr::V4(*hop)],
+            Fib::Other(hops) => hops.to_vec(),
         }
     }
 
     fn from_hops(hops: &[IpAddr]) -> Self {
         match hops {
             [] => Fib::None,
-            [hop] => Fib::One(*hop),
-            many => Fib::Many(many.into()),
+            [IpAddr::V4(hop)] => Fib::V4(*hop),
+            other => Fib::Other(Box::new(other.to_vec())),
         }
     }
 }
@@ -137,13 +171,47 @@ impl Dest {
 
     /// The best path, if any.
     pub fn best(&self) -> Option<&Path> {
-        self.paths[..self.selected].first()
+        self.selected().first()
     }
 
     /// The multipath set (best first).
     pub fn selected(&self) -> &[Path] {
-        &self.paths[..self.selected]
+        &self.paths[..self.selected as usize]
     }
+
+    /// Queues the prefix of this destination for the next decision run,
+    /// once.
+    fn mark(&mut self, prefix: IpNet, dirty: &mut Vec<IpNet>) {
+        if !self.dirty {
+            self.dirty = true;
+            dirty.push(prefix);
+        }
+    }
+}
+
+/// Whether `filter` rejects every route of `family` whatever its
+/// attributes: the first rule of that family is an unconditional reject
+/// (rules of the other family never match). Such a peer needs no export
+/// attributes built.
+fn rejects_all(filter: &Filter, family: Family) -> bool {
+    let ipv4 = family == Family::Ipv4Unicast;
+    filter
+        .rules
+        .iter()
+        .find(|rule| rule.ipv4 == ipv4)
+        .is_some_and(|rule| {
+            rule.action == crate::config::FilterAction::Reject
+                && rule.cidr.is_none()
+                && rule.min_prefix_len.is_none()
+                && rule.max_prefix_len.is_none()
+                && !rule.remote_peers_only
+                && rule.interface.is_none()
+                && rule.peer_type.is_none()
+                && rule.communities.is_empty()
+                && rule.large_communities.is_empty()
+                && rule.as_path_prefix.is_empty()
+                && rule.priority.is_none()
+        })
 }
 
 /// How the RIB treats one peering.
@@ -233,9 +301,12 @@ pub struct Processed {
 #[derive(Debug)]
 pub struct Rib {
     config: RibConfig,
-    table: HashMap<IpNet, Dest>,
+    table: Table,
     peers: HashMap<IpAddr, Peer>,
-    dirty: HashSet<IpNet>,
+    /// Prefixes to decide on, each once (flagged in its [`Dest`]); a
+    /// vector, not a set, as the set kept its peak capacity after a full
+    /// table's first run.
+    dirty: Vec<IpNet>,
     originated: BTreeMap<IpNet, Arc<Attrs>>,
     best_count: usize,
 }
@@ -245,9 +316,9 @@ impl Rib {
     pub fn new(config: RibConfig) -> Self {
         Self {
             config,
-            table: HashMap::new(),
-            peers: HashMap::new(),
-            dirty: HashSet::new(),
+            table: Table::default(),
+            peers: HashMap::default(),
+            dirty: Vec::new(),
             originated: BTreeMap::new(),
             best_count: 0,
         }
@@ -269,19 +340,19 @@ impl Rib {
     }
 
     /// Every prefix with its paths, in prefix order.
-    pub fn dests(&self) -> Vec<(&IpNet, &Dest)> {
+    pub fn dests(&self) -> Vec<(IpNet, &Dest)> {
         let mut all: Vec<_> = self.table.iter().collect();
-        all.sort_by_key(|(prefix, _)| **prefix);
+        all.sort_by_key(|(prefix, _)| *prefix);
         all
     }
 
     /// The kernel's desired view: prefix → next hops, for every prefix that
     /// should have a protocol-202 route.
-    pub fn fib(&self) -> impl Iterator<Item = (&IpNet, &[IpAddr])> {
+    pub fn fib(&self) -> impl Iterator<Item = (IpNet, FibHops<'_>)> {
         self.table
             .iter()
             .filter(|(_, d)| d.fib != Fib::None)
-            .map(|(p, d)| (p, d.fib.as_slice()))
+            .map(|(p, d)| (p, FibHops(&d.fib)))
     }
 
     /// Route counts of a peer.
@@ -329,7 +400,9 @@ impl Rib {
                     self.reimport(address);
                 }
                 // Export rules may differ for every prefix.
-                self.dirty.extend(self.table.keys().copied());
+                for (prefix, dest) in self.table.iter_mut() {
+                    dest.mark(prefix, &mut self.dirty);
+                }
             }
             None => {
                 self.peers.insert(
@@ -338,7 +411,7 @@ impl Rib {
                         policy,
                         router_id: Ipv4Addr::UNSPECIFIED,
                         session: None,
-                        adj_out: HashMap::new(),
+                        adj_out: HashMap::default(),
                         received: 0,
                         accepted: 0,
                     },
@@ -356,13 +429,17 @@ impl Rib {
             from_peer: true,
         };
         let mut accepted = 0;
-        for (prefix, dest) in &mut self.table {
+        for (prefix, dest) in self.table.iter_mut() {
+            let mut changed = false;
             for path in &mut dest.paths {
                 if path.source == Source::Peer(address) {
-                    path.attrs = policy::apply(&peer.policy.import, prefix, &path.received, ctx);
+                    path.attrs = policy::apply(&peer.policy.import, &prefix, &path.received, ctx);
                     accepted += usize::from(path.attrs.is_some());
-                    self.dirty.insert(*prefix);
+                    changed = true;
                 }
+            }
+            if changed {
+                dest.mark(prefix, &mut self.dirty);
             }
         }
         peer.accepted = accepted;
@@ -425,10 +502,10 @@ impl Rib {
     fn drop_paths(&mut self, address: IpAddr, pick: impl Fn(&IpNet, &Path) -> bool) {
         let mut removed = 0;
         let mut removed_accepted = 0;
-        for (prefix, dest) in &mut self.table {
+        for (prefix, dest) in self.table.iter_mut() {
             let before = dest.paths.len();
             dest.paths.retain(|p| {
-                let drop = p.source == Source::Peer(address) && pick(prefix, p);
+                let drop = p.source == Source::Peer(address) && pick(&prefix, p);
                 if drop {
                     removed_accepted += usize::from(p.attrs.is_some());
                 }
@@ -436,7 +513,7 @@ impl Rib {
             });
             if dest.paths.len() != before {
                 removed += before - dest.paths.len();
-                self.dirty.insert(*prefix);
+                dest.mark(prefix, &mut self.dirty);
             }
         }
         if let Some(peer) = self.peers.get_mut(&address) {
@@ -496,7 +573,8 @@ impl Rib {
             attrs,
             stale: false,
         };
-        let dest = self.table.entry(prefix).or_default();
+        let dest = self.table.get_or_default(prefix);
+        dest.mark(prefix, &mut self.dirty);
         match dest.paths.iter_mut().find(|p| p.source == source) {
             Some(old) => {
                 peer.accepted =
@@ -511,7 +589,6 @@ impl Rib {
                 dest.paths.push(path);
             }
         }
-        self.dirty.insert(prefix);
     }
 
     /// Removes the path from `address` to `prefix`, if any.
@@ -525,11 +602,11 @@ impl Rib {
             return;
         };
         let old = dest.paths.remove(at);
+        dest.mark(prefix, &mut self.dirty);
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.received -= 1;
             peer.accepted -= usize::from(old.attrs.is_some());
         }
-        self.dirty.insert(prefix);
     }
 
     /// Replaces the set of prefixes this node originates.
@@ -537,18 +614,19 @@ impl Rib {
         let routes: BTreeMap<IpNet, Arc<Attrs>> =
             routes.into_iter().map(|(p, a)| (p.trunc(), a)).collect();
         for (prefix, old) in &self.originated {
-            if routes.get(prefix) != Some(old) {
-                if let Some(dest) = self.table.get_mut(prefix) {
-                    dest.paths.retain(|p| p.source != Source::Local);
-                }
-                self.dirty.insert(*prefix);
+            // A prefix without a destination has nothing to decide.
+            if routes.get(prefix) != Some(old)
+                && let Some(dest) = self.table.get_mut(prefix)
+            {
+                dest.paths.retain(|p| p.source != Source::Local);
+                dest.mark(*prefix, &mut self.dirty);
             }
         }
         for (prefix, attrs) in &routes {
             if self.originated.get(prefix) == Some(attrs) {
                 continue;
             }
-            let dest = self.table.entry(*prefix).or_default();
+            let dest = self.table.get_or_default(*prefix);
             dest.paths.retain(|p| p.source != Source::Local);
             dest.paths.push(Path {
                 source: Source::Local,
@@ -556,7 +634,7 @@ impl Rib {
                 attrs: Some(Arc::clone(attrs)),
                 stale: false,
             });
-            self.dirty.insert(*prefix);
+            dest.mark(*prefix, &mut self.dirty);
         }
         self.originated = routes;
     }
@@ -564,7 +642,9 @@ impl Rib {
     /// Runs the decision process on every prefix changed since the last
     /// call and returns the kernel changes and the UPDATEs to send.
     pub fn process(&mut self) -> Processed {
-        let dirty: Vec<IpNet> = self.dirty.drain().collect();
+        // Taken, not drained: a full table's first run must not leave its
+        // capacity behind.
+        let dirty = std::mem::take(&mut self.dirty);
         let mut processed = Processed::default();
         if dirty.is_empty() {
             return processed;
@@ -589,8 +669,10 @@ impl Rib {
             let Some(dest) = self.table.get_mut(&prefix) else {
                 continue;
             };
+            dest.dirty = false;
             let had_best = dest.selected > 0;
-            dest.selected = decision::select(&mut dest.paths, local_id, |a| infos.get(&a).copied());
+            let selected = decision::select(&mut dest.paths, local_id, |a| infos.get(&a).copied());
+            dest.selected = u32::try_from(selected).expect("a prefix has fewer than 2^32 paths");
             let has_best = dest.selected > 0;
             match (had_best, has_best) {
                 (false, true) => self.best_count += 1,
@@ -598,7 +680,7 @@ impl Rib {
                 _ => {}
             }
             let fib = fib_next_hops(dest.selected());
-            if fib[..] != *dest.fib.as_slice() {
+            if !dest.fib.is(&fib) {
                 dest.fib = Fib::from_hops(&fib);
                 processed.fib.push(FibChange {
                     prefix,
@@ -635,9 +717,9 @@ impl Rib {
         }
         let prefixes: Vec<IpNet> = self
             .table
-            .keys()
+            .iter()
+            .map(|(p, _)| p)
             .filter(|p| families.contains(&wire::family_of(p)))
-            .copied()
             .collect();
         self.export_to(address, &prefixes)
     }
@@ -721,10 +803,21 @@ impl Rib {
         let Some(four_octet_as) = peer.session.as_ref().map(|s| s.four_octet_as) else {
             return Vec::new();
         };
-        let mut announce: HashMap<Arc<Attrs>, Vec<IpNet>> = HashMap::new();
+        // The export filter is applied last, to the attributes built for
+        // the peer; a peer whose filter refuses a whole family needs none.
+        let refused = Family::ALL.map(|family| rejects_all(&peer.policy.export, family));
+        if refused.iter().all(|r| *r) && peer.adj_out.is_empty() {
+            return Vec::new();
+        }
+        let mut announce: HashMap<Arc<Attrs>, Vec<IpNet>> = HashMap::default();
         let mut withdraw: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
         for prefix in prefixes {
-            let new = self.export_attrs(address, peer, prefix);
+            let refuse = refused[usize::from(prefix.addr().is_ipv6())];
+            let new = if refuse {
+                None
+            } else {
+                self.export_attrs(address, peer, prefix)
+            };
             if new.as_ref() == peer.adj_out.get(prefix) {
                 continue;
             }

@@ -747,6 +747,54 @@ fn export_filter_rejects_and_its_change_withdraws() {
     assert_eq!(sent.withdrawn, vec![net("10.20.0.0/24")]);
 }
 
+#[test]
+fn export_filter_rejecting_every_route_of_a_family_withdraws_and_sends_nothing_more() {
+    let mut rib = rib_with(None);
+    up(&mut rib, "192.0.2.1", "1.1.1.1", policy(OTHER_AS));
+    up(&mut rib, "192.0.2.2", "2.2.2.2", policy(ASN));
+    let announce = |rib: &mut Rib, prefix: &str| {
+        rib.announce(
+            ip("192.0.2.1"),
+            net(prefix),
+            attrs("192.0.2.1", path(&[OTHER_AS])),
+        );
+    };
+    announce(&mut rib, "10.10.0.0/24");
+    rib.process();
+    assert_eq!(advertised(&rib, "192.0.2.2").len(), 1);
+
+    let mut p = policy(ASN);
+    p.export.rules = vec![FilterRule::new(true, FilterAction::Reject)];
+    rib.set_peer(ip("192.0.2.2"), p);
+    let processed = rib.process();
+    assert!(advertised(&rib, "192.0.2.2").is_empty());
+    let sent = decoded(&processed.updates[0].1);
+    assert_eq!(sent.withdrawn, vec![net("10.10.0.0/24")]);
+
+    announce(&mut rib, "10.20.0.0/24");
+    let processed = rib.process();
+    assert!(processed.updates.is_empty(), "{:?}", processed.updates);
+    assert!(advertised(&rib, "192.0.2.2").is_empty());
+}
+
+#[test]
+fn export_reject_with_a_condition_or_of_the_other_family_still_exports_the_rest() {
+    let mut rib = rib_with(None);
+    up(&mut rib, "192.0.2.1", "1.1.1.1", policy(OTHER_AS));
+    let mut p = policy(ASN);
+    let mut tagged = FilterRule::new(true, FilterAction::Reject);
+    tagged.communities = vec![0xFDE8_0001];
+    p.export.rules = vec![FilterRule::new(false, FilterAction::Reject), tagged];
+    up(&mut rib, "192.0.2.2", "2.2.2.2", p);
+    rib.announce(
+        ip("192.0.2.1"),
+        net("10.10.0.0/24"),
+        attrs("192.0.2.1", path(&[OTHER_AS])),
+    );
+    rib.process();
+    assert_eq!(advertised(&rib, "192.0.2.2"), vec![net("10.10.0.0/24")]);
+}
+
 fn decoded(messages: &[Vec<u8>]) -> Received {
     let mut all = Received::default();
     for message in messages {
@@ -947,4 +995,10 @@ fn treat_as_withdraw_update_withdraws_the_prefixes_it_announced() {
     rib.receive(ip("192.0.2.1"), received);
     rib.process();
     assert_eq!(rib.loc_rib_len(), 0);
+}
+
+#[test]
+fn a_destination_stays_48_bytes_and_its_kernel_next_hops_16() {
+    assert_eq!(std::mem::size_of::<Dest>(), 48);
+    assert_eq!(std::mem::size_of::<Fib>(), 16);
 }

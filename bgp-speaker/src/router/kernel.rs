@@ -1,9 +1,10 @@
 //! The kernel writer: BGP decisions become protocol-202 routes, one
 //! `KernelOp::ApplyRoutes` batch per flush.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::net::IpAddr;
 
+use foldhash::HashMap;
 use ipnet::IpNet;
 use tokio::sync::mpsc;
 use tracing::{info, warn};
@@ -128,7 +129,13 @@ fn coalesce(
     merged
 }
 
-/// Writes FIB changes as one kernel route batch; `installed` follows what
+/// Routes per kernel batch. A batch is pipelined, so a full table in
+/// chunks of this size costs one round trip per chunk more than in one
+/// batch, while the `Route`s of a chunk (a few hundred bytes each) are all
+/// that is held beside the decisions.
+const CHUNK: usize = 16 * 1024;
+
+/// Writes FIB changes as kernel route batches; `installed` follows what
 /// the writer has put in the kernel.
 fn install(
     kernel: &dyn Kernel,
@@ -139,6 +146,25 @@ fn install(
     // One change per prefix (a decision run and `coalesce` see to that), so
     // the order is free: this one is cheaper for the kernel's FIB trie.
     changes.sort_unstable_by_key(|change| spread_key(change.prefix));
+    let mut changes = changes.into_iter();
+    loop {
+        let chunk: Vec<FibChange> = changes.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            return outcome;
+        }
+        let part = install_chunk(kernel, installed, chunk);
+        outcome.writes += part.writes;
+        outcome.errors += part.errors;
+    }
+}
+
+/// Writes one chunk of FIB changes as one kernel route batch.
+fn install_chunk(
+    kernel: &dyn Kernel,
+    installed: &mut HashSet<IpNet>,
+    changes: Vec<FibChange>,
+) -> KernelReport {
+    let mut outcome = KernelReport::default();
     // Per batch entry: its prefix, and whether it is a replace.
     let mut prefixes = Vec::with_capacity(changes.len());
     let mut batch = Vec::with_capacity(changes.len());
