@@ -5,7 +5,7 @@
 //!   TcpListener accept loop --Msg::Accepted--------------------+
 //!   connect task (per attempt) --Msg::Connected----------------+
 //!   reader task (per connection) --Msg::Frame / Msg::Closed----+
-//!   timer task (per started timer) --Msg::Timer / Msg::Restart-+
+//!   timer task (one per timer) --Msg::Timer / Msg::Restart-----+
 //!   Speaker handle --Msg::Command------------------------------+
 //!                                                              v
 //!                                          +-------------------------------+
@@ -278,7 +278,42 @@ struct Slot {
     session: Session,
     connection: Option<Connection>,
     origin: ConnectionOrigin,
-    timers: HashMap<Timer, u64>,
+    timers: HashMap<Timer, Running>,
+}
+
+/// A started timer. Restarting it (the hold timer, on every message
+/// received) only moves `deadline`: the sleeper already waiting wakes at
+/// `wakes`, finds the deadline later and sleeps again, so a peer has one
+/// sleeping task per timer however many UPDATEs it sends.
+#[derive(Debug, Clone, Copy)]
+struct Running {
+    /// Tells this start's sleeper from an earlier, stopped one's.
+    generation: u64,
+    /// When the timer expires.
+    deadline: tokio::time::Instant,
+    /// When its sleeper wakes (never after `deadline`).
+    wakes: tokio::time::Instant,
+}
+
+/// Sends `Msg::Timer` for this start of `timer` at `at`.
+fn spawn_sleeper(
+    tx: &mpsc::UnboundedSender<Msg>,
+    peer: IpAddr,
+    sid: u64,
+    timer: Timer,
+    generation: u64,
+    at: tokio::time::Instant,
+) {
+    let tx = tx.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep_until(at).await;
+        let _ = tx.send(Msg::Timer {
+            peer,
+            sid,
+            timer,
+            generation,
+        });
+    });
 }
 
 impl Slot {
@@ -490,7 +525,16 @@ impl Owner {
                     Which::Primary => &mut p.primary,
                     Which::Second => p.second.as_mut().expect("by_sid found it"),
                 };
-                if slot.timers.get(&timer) != Some(&generation) {
+                let Some(running) = slot.timers.get_mut(&timer) else {
+                    return;
+                };
+                if running.generation != generation {
+                    return;
+                }
+                if running.deadline > tokio::time::Instant::now() {
+                    // Restarted since this sleeper began: sleep on.
+                    running.wakes = running.deadline;
+                    spawn_sleeper(&self.tx, peer, sid, timer, generation, running.deadline);
                     return;
                 }
                 slot.timers.remove(&timer);
@@ -658,21 +702,25 @@ impl Owner {
                     }
                 }
                 Action::StartTimer(timer, duration) => {
-                    // Unique per start, so a stopped timer's sleeper can never
-                    // pass for a later start of the same timer.
-                    *next_id += 1;
-                    let generation = *next_id;
-                    slot.timers.insert(timer, generation);
-                    let tx = tx.clone();
-                    tokio::spawn(async move {
-                        tokio::time::sleep(duration).await;
-                        let _ = tx.send(Msg::Timer {
-                            peer: address,
-                            sid,
-                            timer,
-                            generation,
-                        });
-                    });
+                    let deadline = tokio::time::Instant::now() + duration;
+                    match slot.timers.get_mut(&timer) {
+                        // Its sleeper wakes before the new deadline and
+                        // re-arms itself then.
+                        Some(running) if running.wakes <= deadline => running.deadline = deadline,
+                        _ => {
+                            // Unique per start, so a stopped timer's sleeper
+                            // can never pass for a later start of the same timer.
+                            *next_id += 1;
+                            let generation = *next_id;
+                            let running = Running {
+                                generation,
+                                deadline,
+                                wakes: deadline,
+                            };
+                            slot.timers.insert(timer, running);
+                            spawn_sleeper(tx, address, sid, timer, generation, deadline);
+                        }
+                    }
                 }
                 Action::StopTimer(timer) => {
                     slot.timers.remove(&timer);
