@@ -339,38 +339,19 @@ impl Renderer<'_> {
 
 /// Accepts the failsafe ports (`peer` side: the source for ingress).
 fn failsafe_rules(c: &mut ChainBuilder, dir: Dir, failsafe: &[ProtoPort]) {
-    for fs in failsafe {
-        let proto = fs.protocol.to_ascii_lowercase();
-        let proto = if proto.is_empty() {
-            "tcp".to_string()
-        } else {
-            proto
-        };
-        let peer = fs
-            .net
-            .as_deref()
-            .and_then(|n| twill_api::common::parse_cidr(n).ok())
-            .map(|net| {
-                let family = if net.addr().is_ipv4() { "ip" } else { "ip6" };
-                let side = if dir == Dir::Ingress {
-                    "saddr"
-                } else {
-                    "daddr"
-                };
-                format!("{family} {side} {} ", net_text(&net.trunc()))
-            })
-            .unwrap_or_default();
-        c.push(format!(
-            "{peer}meta l4proto {proto} th dport {} accept",
-            fs.port
-        ));
-    }
+    failsafe_port_rules(c, dir, failsafe, "dport");
 }
 
 /// Accepts (before conntrack, so they stay tracked) the replies of the
 /// failsafe connections the other direction opens: source port matched,
-/// the peer on the same side as there.
+/// the peer on the same side as there (its destination is our source).
 fn failsafe_reply_rules(c: &mut ChainBuilder, dir: Dir, failsafe: &[ProtoPort]) {
+    failsafe_port_rules(c, dir, failsafe, "sport");
+}
+
+/// One accept rule per failsafe entry, matching its port as `port_field`
+/// (`dport` or `sport`) and its net, if any, on the peer's side.
+fn failsafe_port_rules(c: &mut ChainBuilder, dir: Dir, failsafe: &[ProtoPort], port_field: &str) {
     for fs in failsafe {
         let proto = fs.protocol.to_ascii_lowercase();
         let proto = if proto.is_empty() { "tcp" } else { &proto };
@@ -380,7 +361,6 @@ fn failsafe_reply_rules(c: &mut ChainBuilder, dir: Dir, failsafe: &[ProtoPort]) 
             .and_then(|n| twill_api::common::parse_cidr(n).ok())
             .map(|net| {
                 let family = if net.addr().is_ipv4() { "ip" } else { "ip6" };
-                // The other direction's peer: its destination is our source.
                 let side = if dir == Dir::Ingress {
                     "saddr"
                 } else {
@@ -390,7 +370,7 @@ fn failsafe_reply_rules(c: &mut ChainBuilder, dir: Dir, failsafe: &[ProtoPort]) 
             })
             .unwrap_or_default();
         c.push(format!(
-            "{peer}meta l4proto {proto} th sport {} accept",
+            "{peer}meta l4proto {proto} th {port_field} {} accept",
             fs.port
         ));
     }
