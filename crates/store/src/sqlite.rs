@@ -379,27 +379,45 @@ impl SqliteStore {
 
     /// Applies one operation inside the write transaction `tx`.
     fn apply_in(&self, tx: &rusqlite::Transaction<'_>, path: &Path, op: &Op) -> Result<Object> {
-        let write = |key: &Key, value: &serde_json::Value, event_type: i64| {
-            let body = value.to_string();
-            let revision = self.record(tx, path, key, event_type, &body)?;
-            Self::upsert(tx, path, key, revision, &body)?;
+        let (revision, deleted) = self.apply_text_in(tx, path, &TextOp::from_op(op))?;
+        let value = match op {
+            Op::Create { value, .. } | Op::Update { value, .. } => value.clone(),
+            Op::Delete { key, .. } => {
+                parse_body(key, &deleted.expect("a delete returns the body it removed"))?
+            }
+        };
+        Ok(Object {
+            key: op.key().clone(),
+            revision,
+            value,
+        })
+    }
+
+    /// Applies one operation with a JSON text body inside the write
+    /// transaction `tx`; returns the revision it wrote (for a delete, the
+    /// object's last revision) and, for a delete, the body it removed.
+    fn apply_text_in(
+        &self,
+        tx: &rusqlite::Transaction<'_>,
+        path: &Path,
+        op: &TextOp,
+    ) -> Result<(Revision, Option<String>)> {
+        let write = |key: &Key, body: &str, event_type: i64| {
+            let revision = self.record(tx, path, key, event_type, body)?;
+            Self::upsert(tx, path, key, revision, body)?;
             trace!(key = %key, revision, "wrote object");
-            Ok(Object {
-                key: key.clone(),
-                revision: from_sql_revision(revision),
-                value: value.clone(),
-            })
+            Ok((from_sql_revision(revision), None))
         };
         match op {
-            Op::Create { key, value } => {
-                if Self::current_in(tx, path, key, "read object")?.is_some() {
+            TextOp::Create { key, body } => {
+                if Self::revision_in(tx, path, key)?.is_some() {
                     return Err(Error::AlreadyExists { key: key.clone() });
                 }
-                write(key, value, EVENT_ADDED)
+                write(key, body, EVENT_ADDED)
             }
-            Op::Update {
+            TextOp::Update {
                 key,
-                value,
+                body,
                 precondition,
             } => {
                 // Only the revision: reading the old body would read every
@@ -407,9 +425,9 @@ impl SqliteStore {
                 let actual = Self::revision_in(tx, path, key)?
                     .ok_or_else(|| Error::NotFound { key: key.clone() })?;
                 precondition.check(key, from_sql_revision(actual))?;
-                write(key, value, EVENT_MODIFIED)
+                write(key, body, EVENT_MODIFIED)
             }
-            Op::Delete { key, precondition } => {
+            TextOp::Delete { key, precondition } => {
                 let (revision, body) = Self::check(tx, path, key, *precondition)?;
                 self.record(tx, path, key, EVENT_DELETED, &body)?;
                 tx.prepare_cached(
@@ -424,52 +442,7 @@ impl SqliteStore {
                 })
                 .map_err(|e| sql_error(path, "delete object", e))?;
                 trace!(key = %key, last_revision = revision, "deleted object");
-                Ok(Object {
-                    key: key.clone(),
-                    revision: from_sql_revision(revision),
-                    value: parse_body(key, &body)?,
-                })
-            }
-        }
-    }
-
-    /// Applies one operation with a JSON text body inside the write
-    /// transaction `tx`; returns the revision it wrote.
-    fn apply_text_in(
-        &self,
-        tx: &rusqlite::Transaction<'_>,
-        path: &Path,
-        op: &TextOp,
-    ) -> Result<Revision> {
-        let write = |key: &Key, body: &str, event_type: i64| {
-            let revision = self.record(tx, path, key, event_type, body)?;
-            Self::upsert(tx, path, key, revision, body)?;
-            trace!(key = %key, revision, "wrote object");
-            Ok(from_sql_revision(revision))
-        };
-        match op {
-            TextOp::Create { key, body } => {
-                if Self::revision_in(tx, path, key)?.is_some() {
-                    return Err(Error::AlreadyExists { key: key.clone() });
-                }
-                write(key, body, EVENT_ADDED)
-            }
-            TextOp::Update {
-                key,
-                body,
-                precondition,
-            } => {
-                let actual = Self::revision_in(tx, path, key)?
-                    .ok_or_else(|| Error::NotFound { key: key.clone() })?;
-                precondition.check(key, from_sql_revision(actual))?;
-                write(key, body, EVENT_MODIFIED)
-            }
-            TextOp::Delete { key, precondition } => {
-                let op = Op::Delete {
-                    key: key.clone(),
-                    precondition: *precondition,
-                };
-                self.apply_in(tx, path, &op).map(|last| last.revision)
+                Ok((from_sql_revision(revision), Some(body)))
             }
         }
     }
@@ -679,7 +652,10 @@ impl Datastore for SqliteStore {
         }
         self.write("transaction", |tx, path| {
             ops.iter()
-                .map(|op| self.apply_text_in(tx, path, op))
+                .map(|op| {
+                    self.apply_text_in(tx, path, op)
+                        .map(|(revision, _)| revision)
+                })
                 .collect()
         })
     }
