@@ -87,15 +87,19 @@ impl StartRouting for FakeStarter {
 }
 
 fn put(store: &dyn Datastore, kind: &str, name: &str, body: Value) {
-    let key = Key::cluster(kind, name);
     let value = json!({"metadata": {"name": name}, "spec": body});
-    match store.get(&key) {
+    upsert(store, &Key::cluster(kind, name), &value);
+}
+
+/// Creates `key` with `value`, or replaces it.
+fn upsert(store: &dyn Datastore, key: &Key, value: &Value) {
+    match store.get(key) {
         Ok(_) => drop(
             store
-                .update(&key, &value, Precondition::Unconditional)
+                .update(key, value, Precondition::Unconditional)
                 .expect("update"),
         ),
-        Err(_) => drop(store.create(&key, &value).expect("create")),
+        Err(_) => drop(store.create(key, value).expect("create")),
     }
 }
 
@@ -500,14 +504,7 @@ fn put_workload(store: &dyn Datastore, namespace: &str, name: &str, node: &str, 
                  "endpoint": "eth0", "interfaceName": format!("cali{name}"),
                  "ipNetworks": [format!("{ip}/32")]},
     });
-    match store.get(&key) {
-        Ok(_) => drop(
-            store
-                .update(&key, &value, Precondition::Unconditional)
-                .expect("update"),
-        ),
-        Err(_) => drop(store.create(&key, &value).expect("create")),
-    }
+    upsert(store, &key, &value);
 }
 
 #[tokio::test]
