@@ -49,6 +49,19 @@ const RECEIVER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 const NEXT_HOP: Ipv4Addr = Ipv4Addr::new(10, 255, 0, 1);
 const GROUP: usize = 5;
 
+/// The receiving router: AS 65001, no graceful restart, no start-up sweep
+/// during a run.
+fn receiver_config(kernel: Option<Arc<dyn Kernel>>) -> RouterConfig {
+    RouterConfig {
+        asn: 65001,
+        router_id: RECEIVER,
+        cluster_id: None,
+        kernel,
+        graceful_restart_time: None,
+        stale_sweep_after: Duration::from_secs(3600),
+    }
+}
+
 fn rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     status
@@ -152,17 +165,7 @@ async fn run(n: usize, kernel: Option<Arc<dyn Kernel>>) -> Figures {
     tokio::spawn(inject(listener, Arc::clone(&feed), established_tx));
     let with_kernel = kernel.is_some();
     let rss_before_kib = rss_kib();
-    let router = Router::start(
-        RouterConfig {
-            asn: 65001,
-            router_id: RECEIVER,
-            cluster_id: None,
-            kernel,
-            graceful_restart_time: None,
-            stale_sweep_after: Duration::from_secs(3600),
-        },
-        None,
-    );
+    let router = Router::start(receiver_config(kernel), None);
     let mut neighbor = Neighbor::new(IpAddr::V4(INJECTOR), 65000);
     neighbor.port = port;
     neighbor.local_address = Some(IpAddr::V4(RECEIVER));
@@ -354,17 +357,7 @@ mod sessions {
             .await
             .unwrap();
         let address = listener.local_addr().unwrap();
-        let router = Router::start(
-            RouterConfig {
-                asn: 65001,
-                router_id: RECEIVER,
-                cluster_id: None,
-                kernel,
-                graceful_restart_time: None,
-                stale_sweep_after: Duration::from_secs(3600),
-            },
-            Some(listener),
-        );
+        let router = Router::start(receiver_config(kernel), Some(listener));
         let neighbors = (0..p)
             .map(|i| {
                 let mut neighbor = Neighbor::new(IpAddr::V4(injector_address(i)), injector_as(i));
