@@ -7,6 +7,11 @@
 //! loser deletes its pending affinity. A node that dies mid-claim finds its
 //! pending affinity on the next claim of the same block and completes it;
 //! the garbage collector removes pending affinities nobody completes.
+//! When neither the affinity nor the block exists (the common case), both
+//! are created in one datastore transaction with the affinity already
+//! `confirmed`: the end state of the three steps, with no state in between
+//! to recover from, in one commit instead of three. If either exists by
+//! then, the transaction writes nothing and the three steps run.
 //!
 //! Release: mark the affinity `pendingDeletion` → delete the block with
 //! compare-and-swap on the revision at which it was seen empty (an
@@ -17,7 +22,7 @@ use std::time::SystemTime;
 use ipnet::IpNet;
 use twill_api::Object;
 use twill_api::ipam::{BlockAffinitySpec, BlockAffinityState, IPAMBlockSpec};
-use twill_store::Datastore;
+use twill_store::{Datastore, Error as StoreError, TextOp};
 
 use crate::block::{BlockExt, new_block};
 use crate::error::Result;
@@ -55,6 +60,9 @@ pub fn claim(store: &dyn Datastore, node: &str, net: IpNet, now: SystemTime) -> 
     let mut affinity = match store::get::<BlockAffinitySpec>(store, &name)? {
         Some(a) => a,
         None => {
+            if let Some(block) = claim_at_once(store, node, net, &name, now)? {
+                return Ok(Claim::Claimed(Box::new(block)));
+            }
             let spec = BlockAffinitySpec {
                 state: BlockAffinityState::Pending,
                 node: node.to_string(),
@@ -111,6 +119,55 @@ pub fn claim(store: &dyn Datastore, node: &str, net: IpNet, now: SystemTime) -> 
         }
     }
     Err(store::too_many_conflicts(affinity.key))
+}
+
+/// Creates the confirmed affinity `name` and the block `net` in one
+/// transaction; `None` when either exists already (nothing written).
+fn claim_at_once(
+    store: &dyn Datastore,
+    node: &str,
+    net: IpNet,
+    name: &str,
+    now: SystemTime,
+) -> Result<Option<Stored<IPAMBlockSpec>>> {
+    let cidr = net.to_string();
+    let affinity = Object::new(
+        name,
+        None,
+        BlockAffinitySpec {
+            state: BlockAffinityState::Confirmed,
+            node: node.to_string(),
+            cidr: cidr.clone(),
+            deleted: "false".into(),
+            type_: Some("host".into()),
+        },
+    );
+    let block = Object::new(cidr_name(&cidr), None, new_block(net, Some(node), now));
+    let block_key = store::key::<IPAMBlockSpec>(&block.metadata.name);
+    let ops = [
+        TextOp::Create {
+            key: store::key::<BlockAffinitySpec>(name),
+            body: store::encode_text(&affinity)?,
+        },
+        TextOp::Create {
+            key: block_key.clone(),
+            body: store::encode_text(&block)?,
+        },
+    ];
+    match store.txn_text(&ops) {
+        Ok(revisions) => {
+            let revision = *revisions
+                .last()
+                .expect("a transaction returns one revision per operation");
+            Ok(Some(Stored {
+                key: block_key,
+                revision,
+                object: block,
+            }))
+        }
+        Err(StoreError::AlreadyExists { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Releases an empty block and its owner's affinity (see the module docs).

@@ -457,3 +457,84 @@ fn malformed_requests_are_refused() {
         assert!(err.to_string().contains(words), "{request:?}: {err}");
     }
 }
+
+/// What the store holds before a claim of 10.0.0.0/26 by n1.
+enum BeforeClaim {
+    /// Neither the affinity nor the block.
+    Nothing,
+    /// n1's pending affinity, left by a claim that stopped half way.
+    PendingAffinityOfTheClaimer,
+    /// The block, affine to n2 (without an affinity document).
+    BlockOfAnotherNode,
+}
+
+#[test]
+fn a_claim_writes_affinity_and_block_in_one_transaction_and_recovers_half_done_claims() {
+    use twill_api::Object;
+    use twill_api::ipam::{BlockAffinitySpec, IPAMBlockSpec};
+    use twill_ipam::{block::new_block, store};
+
+    let net: ipnet::IpNet = "10.0.0.0/26".parse().unwrap();
+    let name = store::affinity_name("n1", "10.0.0.0/26");
+    let now = std::time::SystemTime::UNIX_EPOCH;
+    // (case, whether n1 gets the block, revisions the claim writes: the
+    // loser writes its pending affinity and deletes it)
+    let cases = [
+        (BeforeClaim::Nothing, true, 2),
+        (BeforeClaim::PendingAffinityOfTheClaimer, true, 2),
+        (BeforeClaim::BlockOfAnotherNode, false, 2),
+    ];
+    for (case, claimed, writes) in cases {
+        let f = Fixture::new();
+        f.pool("p", "10.0.0.0/24", 26)
+            .node("n1", &[])
+            .node("n2", &[]);
+        match case {
+            BeforeClaim::Nothing => {}
+            BeforeClaim::PendingAffinityOfTheClaimer => {
+                let pending = BlockAffinitySpec {
+                    state: BlockAffinityState::Pending,
+                    node: "n1".into(),
+                    cidr: net.to_string(),
+                    deleted: "false".into(),
+                    type_: Some("host".into()),
+                };
+                store::create(&*f.store, &Object::new(name.as_str(), None, pending)).unwrap();
+            }
+            BeforeClaim::BlockOfAnotherNode => {
+                let block = new_block(net, Some("n2"), now);
+                let object = Object::new(store::cidr_name(&net.to_string()), None, block);
+                store::create(&*f.store, &object).unwrap();
+            }
+        }
+        let before = f.revision();
+        let claim = affinity::claim(&*f.store, "n1", net, now).unwrap();
+        assert_eq!(
+            matches!(claim, affinity::Claim::Claimed(_)),
+            claimed,
+            "{claim:?}"
+        );
+        assert_eq!(f.revision().0 - before.0, writes, "revisions written");
+        let affinity = store::get::<BlockAffinitySpec>(&*f.store, &name).unwrap();
+        let block = store::get::<IPAMBlockSpec>(&*f.store, &store::cidr_name(&net.to_string()))
+            .unwrap()
+            .unwrap();
+        if claimed {
+            let affinity = affinity.expect("the claimer's affinity");
+            assert_eq!(affinity.object.spec.state, BlockAffinityState::Confirmed);
+            assert_eq!(block.object.spec.host(), Some("n1"));
+        } else {
+            assert!(affinity.is_none(), "no affinity is left for the loser");
+            assert_eq!(block.object.spec.host(), Some("n2"));
+        }
+        if matches!(case, BeforeClaim::Nothing) {
+            // Created together: consecutive revisions of one transaction, no
+            // pending state ever stored.
+            let affinity = store::get::<BlockAffinitySpec>(&*f.store, &name)
+                .unwrap()
+                .unwrap();
+            assert_eq!(block.revision.0, affinity.revision.0 + 1);
+        }
+        assert!(f.problems().is_empty(), "{:?}", f.problems());
+    }
+}

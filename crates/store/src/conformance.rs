@@ -87,6 +87,7 @@ macro_rules! conformance_tests {
             txn_text_writes_what_txn_writes_and_returns_the_revisions,
             txn_text_with_a_body_that_is_not_json_writes_nothing,
             revision_of_follows_writes_and_deletes,
+            list_text_lists_what_list_lists,
         );
     };
     (@cases $target:expr; $($case:ident),* $(,)?) => {
@@ -125,6 +126,7 @@ pub fn run_all<T: Target>(target: &T) {
     txn_text_writes_what_txn_writes_and_returns_the_revisions(target);
     txn_text_with_a_body_that_is_not_json_writes_nothing(target);
     revision_of_follows_writes_and_deletes(target);
+    list_text_lists_what_list_lists(target);
 }
 
 fn pool(name: &str) -> Key {
@@ -1015,4 +1017,42 @@ pub fn revision_of_follows_writes_and_deletes<T: Target>(target: &T) {
         .delete(&pool("a"), Precondition::Unconditional)
         .expect("delete a");
     assert_eq!(store.revision_of(&pool("a")).expect("revision_of"), None);
+}
+
+/// `list_text` lists the same objects, revisions and list revision as
+/// `list`, each body the object's JSON text, filtered the same way.
+pub fn list_text_lists_what_list_lists<T: Target>(target: &T) {
+    let store = target.new_store();
+    for (ns, name, value) in [
+        ("ns2", "b", json!({"n": "b", "list": [1, 2]})),
+        ("ns1", "a", json!({"n": "a", "nested": {"k": "v"}})),
+    ] {
+        store.create(&policy(ns, name), &value).expect("create");
+    }
+    store.create(&pool("p"), &json!({})).expect("create pool");
+    store
+        .update(
+            &policy("ns1", "a"),
+            &json!({"n": "a2"}),
+            Precondition::Unconditional,
+        )
+        .expect("update");
+    for namespace in [None, Some("ns1"), Some("ns3")] {
+        for kind in ["NetworkPolicy", "IPPool", "BGPPeer"] {
+            let list = store.list(kind, namespace).expect("list");
+            let (revision, texts) = store.list_text(kind, namespace).expect("list_text");
+            assert_eq!(revision, list.revision, "{kind} in {namespace:?}");
+            let decoded: Vec<crate::Object> = texts
+                .into_iter()
+                .map(|text| crate::Object {
+                    value: serde_json::from_str(&text.body).expect("the body is JSON"),
+                    key: text.key,
+                    revision: text.revision,
+                })
+                .collect();
+            assert_eq!(decoded, list.items, "{kind} in {namespace:?}");
+        }
+    }
+    let (_, all) = store.list_text("NetworkPolicy", None).expect("list_text");
+    assert_eq!(all.len(), 2, "both policies, in every namespace");
 }

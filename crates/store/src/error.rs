@@ -127,6 +127,16 @@ pub enum Error {
         kind: String,
     },
 
+    /// The store's checkpoint thread could not be started.
+    #[error("datastore {path}: cannot start the checkpoint thread: {source}")]
+    Thread {
+        /// The database file.
+        path: PathBuf,
+        /// The operating system's error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// A blocking call could not run on the async runtime's blocking pool.
     #[error("datastore task failed: {0}")]
     Task(String),

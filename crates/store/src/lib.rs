@@ -592,6 +592,32 @@ pub trait Datastore: Send + Sync {
             Err(e) => Err(e),
         }
     }
+
+    /// [`Datastore::list`] with the bodies as JSON text, for callers that
+    /// decode each object straight into their own type and drop its text
+    /// (no list of [`serde_json::Value`]s is built): the revision the list
+    /// was read at, and the objects ordered by namespace then name.
+    ///
+    /// # Errors
+    ///
+    /// As [`Datastore::list`].
+    fn list_text(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Revision, Vec<TextObject>)> {
+        let list = self.list(kind, namespace)?;
+        let items = list
+            .items
+            .into_iter()
+            .map(|object| TextObject {
+                body: object.value.to_string(),
+                key: object.key,
+                revision: object.revision,
+            })
+            .collect();
+        Ok((list.revision, items))
+    }
 }
 
 impl<S: Datastore + ?Sized> Datastore for std::sync::Arc<S> {
@@ -637,5 +663,12 @@ impl<S: Datastore + ?Sized> Datastore for std::sync::Arc<S> {
     }
     fn revision_of(&self, key: &Key) -> Result<Option<Revision>> {
         (**self).revision_of(key)
+    }
+    fn list_text(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+    ) -> Result<(Revision, Vec<TextObject>)> {
+        (**self).list_text(kind, namespace)
     }
 }

@@ -1,18 +1,19 @@
 //! The task that owns the service's state.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use super::protocol::{BlockStatus, ErrorReply, Op, Reply, Request, Response, Status};
-use crate::Ipam;
 use crate::block::BlockExt;
 use crate::env::StoreLiveness;
 use crate::error::Result;
 use crate::gc::{GarbageCollector, GcConfig};
 use crate::pool::Snapshot;
 use crate::store;
+use crate::{Ipam, affinity};
 
 /// A message to the state owner.
 #[derive(Debug)]
@@ -196,8 +197,22 @@ impl Owner {
 
     fn status(&self) -> Result<Status> {
         let snapshot = Snapshot::load(self.ipam.store())?;
+        // The node's blocks are found through its affinities (small
+        // documents) and read one at a time: listing every block at once
+        // held all of their bodies in memory together, which left the
+        // service's RSS up to 15 MB higher after a status request on a node
+        // with 157 blocks.
+        let names: BTreeSet<String> = affinity::all(self.ipam.store())?
+            .into_iter()
+            .filter(|a| a.object.spec.node == self.node)
+            .map(|a| store::cidr_name(&a.object.spec.cidr))
+            .collect();
         let mut blocks = Vec::new();
-        for b in store::list::<twill_api::ipam::IPAMBlockSpec>(self.ipam.store())? {
+        for name in names {
+            let Some(b) = store::get::<twill_api::ipam::IPAMBlockSpec>(self.ipam.store(), &name)?
+            else {
+                continue;
+            };
             let spec = &b.object.spec;
             if spec.deleted || spec.host() != Some(self.node.as_str()) || spec.network().is_none() {
                 continue;
