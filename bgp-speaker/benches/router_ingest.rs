@@ -72,6 +72,19 @@ fn rss_kib() -> u64 {
         .unwrap_or(0)
 }
 
+/// Bytes the allocator has handed out and not had back (every arena, and
+/// its direct mappings at their mapped size, touched or not): about what
+/// RSS would be if no free memory were kept.
+fn heap_in_use() -> u64 {
+    // SAFETY: mallinfo2 only reads the allocator's own counters.
+    #[allow(
+        unsafe_code,
+        reason = "glibc's allocator statistics have no safe wrapper"
+    )]
+    let info = unsafe { libc::mallinfo2() };
+    u64::try_from(info.uordblks + info.hblkhd).unwrap_or(u64::MAX)
+}
+
 /// The feed: one buffer of UPDATEs (and End-of-RIB).
 fn feed(n: usize) -> Vec<u8> {
     let base = u32::from(Ipv4Addr::new(100, 64, 0, 0));
@@ -153,6 +166,8 @@ struct Figures {
     fib_secs: Option<f64>,
     rss_before_kib: u64,
     rss_after_kib: u64,
+    heap_before: u64,
+    heap_after: u64,
 }
 
 async fn run(n: usize, kernel: Option<Arc<dyn Kernel>>) -> Figures {
@@ -165,6 +180,7 @@ async fn run(n: usize, kernel: Option<Arc<dyn Kernel>>) -> Figures {
     tokio::spawn(inject(listener, Arc::clone(&feed), established_tx));
     let with_kernel = kernel.is_some();
     let rss_before_kib = rss_kib();
+    let heap_before = heap_in_use();
     let router = Router::start(receiver_config(kernel), None);
     let mut neighbor = Neighbor::new(IpAddr::V4(INJECTOR), 65000);
     neighbor.port = port;
@@ -189,23 +205,28 @@ async fn run(n: usize, kernel: Option<Arc<dyn Kernel>>) -> Figures {
         tokio::time::sleep(poll).await;
     };
     let rss_after_kib = rss_kib();
+    let heap_after = heap_in_use();
     router.shutdown().await;
     Figures {
         rib_secs: rib_secs.expect("set before the loop ends"),
         fib_secs,
         rss_before_kib,
         rss_after_kib,
+        heap_before,
+        heap_after,
     }
 }
 
 fn report(n: usize, f: &Figures) {
     let delta = f.rss_after_kib.saturating_sub(f.rss_before_kib) * 1024;
+    let live = f.heap_after.saturating_sub(f.heap_before);
     println!(
-        "twill router  N={n:>8}  s to full RIB {:>6.2}  s to kernel FIB {:>6}  RSS after {:>7.1} MB  bytes/route {:>5}",
+        "twill router  N={n:>8}  s to full RIB {:>6.2}  s to kernel FIB {:>6}  RSS after {:>7.1} MB  bytes/route {:>5}  (heap in use {:>5})",
         f.rib_secs,
         f.fib_secs.map_or("-".to_string(), |s| format!("{s:.2}")),
         f.rss_after_kib as f64 / 1024.0,
         delta / n as u64,
+        live / n as u64,
     );
 }
 

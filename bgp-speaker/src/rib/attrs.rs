@@ -196,15 +196,20 @@ impl Received {
         base.as_path_len = len;
 
         let mut announced = Vec::with_capacity(2);
-        if !v4.is_empty() {
-            let mut attrs = base.clone();
+        // A copy only when the UPDATE carries both families (an UPDATE
+        // with neither returned above).
+        let (for_v4, for_v6) = match (v4.is_empty(), v6.is_empty()) {
+            (false, false) => (Some(base.clone()), Some(base)),
+            (false, true) => (Some(base), None),
+            (true, _) => (None, Some(base)),
+        };
+        if let Some(mut attrs) = for_v4 {
             attrs.next_hop = next_hop_v4
                 .map(IpAddr::V4)
                 .or(mp_next_hop.map(|(hop, _)| hop));
             announced.push((Arc::new(attrs), v4.into_iter().map(IpNet::V4).collect()));
         }
-        if !v6.is_empty() {
-            let mut attrs = base;
+        if let Some(mut attrs) = for_v6 {
             if let Some((hop, link_local)) = mp_next_hop {
                 attrs.next_hop = Some(hop);
                 attrs.next_hop_link_local = link_local;

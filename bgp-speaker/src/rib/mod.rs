@@ -47,15 +47,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 
-// foldhash: the table is hashed once or twice per received prefix, and
-// SipHash on an IpNet key costs more than the rest of the lookup.
+// foldhash: an Adj-RIB-Out is hashed once or twice per exported prefix,
+// and SipHash on an IpNet key costs more than the rest of the lookup.
 use foldhash::HashMap;
 use ipnet::IpNet;
 
 pub use attrs::{Attrs, DEFAULT_LOCAL_PREF, Origin, Received};
 use decision::SourceInfo;
 use policy::FilterContext;
-use table::Table;
+use table::{Fib, Paths, Slot, Table};
 
 use crate::config::Filter;
 use crate::packet::Family;
@@ -100,65 +100,52 @@ pub struct Path {
 
 /// The next hops a prefix has in the kernel, as [`Rib::fib`] yields them.
 #[derive(Debug, Clone, Copy)]
-pub struct FibHops<'a>(&'a Fib);
+pub struct FibHops<'a>(&'a Dest);
 
 impl FibHops<'_> {
     /// The next hops, in address order.
     pub fn to_vec(&self) -> Vec<IpAddr> {
-        self.0.to_vec()
+        let dest = self.0;
+        match &dest.fib_hops {
+            Some(hops) => hops.to_vec(),
+            None if dest.fib_v4.is_unspecified() => Vec::new(),
+            None => vec![IpAddr::V4(dest.fib_v4)],
+        }
     }
 }
 
 /// A prefix's paths; the selected ones (best first) lead.
 ///
-/// One of these per prefix in a hash table: it is kept to 48 bytes.
-#[derive(Debug, Clone, Default)]
+/// One of these per prefix in the table: 56 bytes, with the one path most
+/// prefixes have and their one IPv4 kernel next hop inline.
+#[derive(Debug, Clone)]
 pub struct Dest {
-    paths: Vec<Path>,
-    fib: Fib,
-    selected: u32,
-    /// Queued in [`Rib::dirty`] for the next decision run.
-    dirty: bool,
-}
-
-/// The next hops a prefix has in the kernel. One IPv4 next hop (the usual
-/// case) is kept inline; anything else behind one thin pointer, so that
-/// the value is 16 bytes, not the 24 of an inline `IpAddr` or a boxed slice.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-enum Fib {
-    #[default]
-    None,
-    V4(Ipv4Addr),
+    paths: Paths,
+    /// The kernel next hops when they are not one IPv4 address ([`Fib`]).
     #[allow(
         clippy::box_collection,
         reason = "a thin pointer: a boxed slice would make every Dest 8 bytes larger"
     )]
-    Other(Box<Vec<IpAddr>>),
+    fib_hops: Option<Box<Vec<IpAddr>>>,
+    /// The one IPv4 kernel next hop; unspecified (never a usable next hop)
+    /// when there is none.
+    fib_v4: Ipv4Addr,
+    /// How many paths are selected (the low 31 bits), and whether the
+    /// prefix is queued in [`Rib::dirty`] for the next decision run (the
+    /// top bit): one word, so that a `Dest` and its prefix fit 64 bytes.
+    state: u32,
 }
 
-impl Fib {
-    fn is(&self, hops: &[IpAddr]) -> bool {
-        match (self, hops) {
-            (Fib::None, []) => true,
-            (Fib::V4(a), [IpAddr::V4(b)]) => a == b,
-            (Fib::Other(mine), hops) => mine[..] == *hops,
-            _ => false,
-        }
-    }
+/// The `Dest::state` bit saying the prefix is queued for a decision run.
+const QUEUED: u32 = 1 << 31;
 
-    fn to_vec(&self) -> Vec<IpAddr> {
-        match self {
-            Fib::None => Vec::new(),
-            Fib::V4(hop) => vec![IpAddr::V4(*hop)],
-            Fib::Other(hops) => hops.to_vec(),
-        }
-    }
-
-    fn from_hops(hops: &[IpAddr]) -> Self {
-        match hops {
-            [] => Fib::None,
-            [IpAddr::V4(hop)] => Fib::V4(*hop),
-            other => Fib::Other(Box::new(other.to_vec())),
+impl Default for Dest {
+    fn default() -> Self {
+        Self {
+            paths: Paths::default(),
+            fib_hops: None,
+            fib_v4: Ipv4Addr::UNSPECIFIED,
+            state: 0,
         }
     }
 }
@@ -166,7 +153,7 @@ impl Fib {
 impl Dest {
     /// Every path, selected ones first.
     pub fn paths(&self) -> &[Path] {
-        &self.paths
+        self.paths.as_slice()
     }
 
     /// The best path, if any.
@@ -176,16 +163,52 @@ impl Dest {
 
     /// The multipath set (best first).
     pub fn selected(&self) -> &[Path] {
-        &self.paths[..self.selected as usize]
+        let paths = self.paths.as_slice();
+        // Clamped: a withdrawal may have removed paths since the last run.
+        let count = usize::try_from(self.state & !QUEUED).unwrap_or(usize::MAX);
+        &paths[..count.min(paths.len())]
+    }
+
+    /// Records how many paths lead as the multipath set.
+    fn set_selected(&mut self, count: usize) {
+        let count = u32::try_from(count)
+            .ok()
+            .filter(|count| count & QUEUED == 0)
+            .expect("a prefix has a path per peer, far fewer than 2^31");
+        self.state = self.state & QUEUED | count;
     }
 
     /// Queues the prefix of this destination for the next decision run,
     /// once.
-    fn mark(&mut self, prefix: IpNet, dirty: &mut Vec<IpNet>) {
-        if !self.dirty {
-            self.dirty = true;
-            dirty.push(prefix);
+    fn mark(&mut self, slot: Slot, dirty: &mut Vec<Slot>) {
+        if self.state & QUEUED == 0 {
+            self.state |= QUEUED;
+            dirty.push(slot);
         }
+    }
+
+    /// Whether the prefix has a kernel route.
+    fn has_fib(&self) -> bool {
+        self.fib_hops.is_some() || !self.fib_v4.is_unspecified()
+    }
+
+    /// Whether the prefix has `fib` as its kernel next hops.
+    fn fib_is(&self, fib: &Fib) -> bool {
+        match (fib, &self.fib_hops) {
+            (Fib::None, None) => self.fib_v4.is_unspecified(),
+            (Fib::V4(hop), None) => self.fib_v4 == *hop,
+            (Fib::Other(hops), Some(mine)) => hops == mine,
+            _ => false,
+        }
+    }
+
+    /// Records `fib` as the prefix's kernel next hops.
+    fn set_fib(&mut self, fib: Fib) {
+        (self.fib_v4, self.fib_hops) = match fib {
+            Fib::None => (Ipv4Addr::UNSPECIFIED, None),
+            Fib::V4(hop) => (hop, None),
+            Fib::Other(hops) => (Ipv4Addr::UNSPECIFIED, Some(hops)),
+        };
     }
 }
 
@@ -303,10 +326,11 @@ pub struct Rib {
     config: RibConfig,
     table: Table,
     peers: HashMap<IpAddr, Peer>,
-    /// Prefixes to decide on, each once (flagged in its [`Dest`]); a
+    /// Entries to decide on, each once (flagged in its [`Dest`]), by
+    /// position: the decision run does not hash their prefixes again. A
     /// vector, not a set, as the set kept its peak capacity after a full
     /// table's first run.
-    dirty: Vec<IpNet>,
+    dirty: Vec<Slot>,
     originated: BTreeMap<IpNet, Arc<Attrs>>,
     best_count: usize,
 }
@@ -351,8 +375,8 @@ impl Rib {
     pub fn fib(&self) -> impl Iterator<Item = (IpNet, FibHops<'_>)> {
         self.table
             .iter()
-            .filter(|(_, d)| d.fib != Fib::None)
-            .map(|(p, d)| (p, FibHops(&d.fib)))
+            .filter(|(_, d)| d.has_fib())
+            .map(|(p, d)| (p, FibHops(d)))
     }
 
     /// Route counts of a peer.
@@ -400,8 +424,8 @@ impl Rib {
                     self.reimport(address);
                 }
                 // Export rules may differ for every prefix.
-                for (prefix, dest) in self.table.iter_mut() {
-                    dest.mark(prefix, &mut self.dirty);
+                for (slot, _, dest) in self.table.iter_mut() {
+                    dest.mark(slot, &mut self.dirty);
                 }
             }
             None => {
@@ -429,9 +453,9 @@ impl Rib {
             from_peer: true,
         };
         let mut accepted = 0;
-        for (prefix, dest) in self.table.iter_mut() {
+        for (slot, prefix, dest) in self.table.iter_mut() {
             let mut changed = false;
-            for path in &mut dest.paths {
+            for path in dest.paths.as_mut_slice() {
                 if path.source == Source::Peer(address) {
                     path.attrs = policy::apply(&peer.policy.import, &prefix, &path.received, ctx);
                     accepted += usize::from(path.attrs.is_some());
@@ -439,7 +463,7 @@ impl Rib {
                 }
             }
             if changed {
-                dest.mark(prefix, &mut self.dirty);
+                dest.mark(slot, &mut self.dirty);
             }
         }
         peer.accepted = accepted;
@@ -469,7 +493,7 @@ impl Rib {
         }
         if keep_stale {
             for dest in self.table.values_mut() {
-                for path in &mut dest.paths {
+                for path in dest.paths.as_mut_slice() {
                     if path.source == Source::Peer(address) {
                         path.stale = true;
                     }
@@ -484,7 +508,7 @@ impl Rib {
     pub fn stale_count(&self, address: IpAddr) -> usize {
         self.table
             .values()
-            .flat_map(|d| &d.paths)
+            .flat_map(|d| d.paths.as_slice())
             .filter(|p| p.source == Source::Peer(address) && p.stale)
             .count()
     }
@@ -502,10 +526,15 @@ impl Rib {
     fn drop_paths(&mut self, address: IpAddr, pick: impl Fn(&IpNet, &Path) -> bool) {
         let mut removed = 0;
         let mut removed_accepted = 0;
-        for (prefix, dest) in self.table.iter_mut() {
+        for (slot, prefix, dest) in self.table.iter_mut() {
+            let picked = |p: &Path| p.source == Source::Peer(address) && pick(&prefix, p);
+            // Most destinations keep every path: leave them untouched.
+            if !dest.paths.as_slice().iter().any(picked) {
+                continue;
+            }
             let before = dest.paths.len();
             dest.paths.retain(|p| {
-                let drop = p.source == Source::Peer(address) && pick(&prefix, p);
+                let drop = picked(p);
                 if drop {
                     removed_accepted += usize::from(p.attrs.is_some());
                 }
@@ -513,7 +542,7 @@ impl Rib {
             });
             if dest.paths.len() != before {
                 removed += before - dest.paths.len();
-                dest.mark(prefix, &mut self.dirty);
+                dest.mark(slot, &mut self.dirty);
             }
         }
         if let Some(peer) = self.peers.get_mut(&address) {
@@ -522,11 +551,11 @@ impl Rib {
         }
     }
 
-    /// True when a route from a peer with `policy` with `attrs` must be
-    /// dropped as a loop.
-    fn is_loop(&self, policy: &PeerPolicy, attrs: &Attrs) -> bool {
-        let own = [self.config.asn, policy.own_asn(self.config.asn)];
-        if !policy.is_ibgp(self.config.asn) && attrs.as_path.iter().any(|a| own.contains(a)) {
+    /// True when a route with `attrs` from a peer towards which this router
+    /// is `own_asn` (over iBGP or not) must be dropped as a loop.
+    fn is_loop(&self, own_asn: u32, ibgp: bool, attrs: &Attrs) -> bool {
+        let own = [self.config.asn, own_asn];
+        if !ibgp && attrs.as_path.iter().any(|a| own.contains(a)) {
             return true;
         }
         attrs.originator_id == Some(self.config.router_id)
@@ -538,19 +567,27 @@ impl Rib {
         let Some(peer) = self.peers.get(&address) else {
             return;
         };
-        let policy = peer.policy.clone();
+        let own_asn = peer.policy.own_asn(self.config.asn);
+        let ibgp = peer.policy.is_ibgp(self.config.asn);
         for prefix in received.withdrawn {
             self.withdraw(address, prefix);
         }
         for (attrs, prefixes) in received.announced {
-            if self.is_loop(&policy, &attrs) {
+            if self.is_loop(own_asn, ibgp, &attrs) {
                 for prefix in prefixes {
                     self.withdraw(address, prefix);
                 }
                 continue;
             }
+            // The peer once per attribute set, not once per prefix.
+            let Some(peer) = self.peers.get_mut(&address) else {
+                return;
+            };
             for prefix in prefixes {
-                self.announce(address, prefix.trunc(), Arc::clone(&attrs));
+                let prefix = prefix.trunc();
+                let (slot, dest) = self.table.get_or_default(prefix);
+                dest.mark(slot, &mut self.dirty);
+                add_path(dest, peer, ibgp, address, &prefix, Arc::clone(&attrs));
             }
         }
     }
@@ -560,49 +597,29 @@ impl Rib {
         let Some(peer) = self.peers.get_mut(&address) else {
             return;
         };
-        let ctx = FilterContext {
-            ibgp: peer.policy.is_ibgp(self.config.asn),
-            from_peer: true,
-        };
-        let attrs = policy::apply(&peer.policy.import, &prefix, &received, ctx);
-        let accepted = attrs.is_some();
-        let source = Source::Peer(address);
-        let path = Path {
-            source,
-            received,
-            attrs,
-            stale: false,
-        };
-        let dest = self.table.get_or_default(prefix);
-        dest.mark(prefix, &mut self.dirty);
-        match dest.paths.iter_mut().find(|p| p.source == source) {
-            Some(old) => {
-                peer.accepted =
-                    peer.accepted + usize::from(accepted) - usize::from(old.attrs.is_some());
-                *old = path;
-            }
-            None => {
-                peer.received += 1;
-                peer.accepted += usize::from(accepted);
-                // Most prefixes have one path: do not let Vec round up to four.
-                dest.paths.reserve_exact(1);
-                dest.paths.push(path);
-            }
-        }
+        let ibgp = peer.policy.is_ibgp(self.config.asn);
+        let (slot, dest) = self.table.get_or_default(prefix);
+        dest.mark(slot, &mut self.dirty);
+        add_path(dest, peer, ibgp, address, &prefix, received);
     }
 
     /// Removes the path from `address` to `prefix`, if any.
     pub fn withdraw(&mut self, address: IpAddr, prefix: IpNet) {
         let prefix = prefix.trunc();
-        let Some(dest) = self.table.get_mut(&prefix) else {
+        let Some((slot, dest)) = self.table.get_mut(&prefix) else {
             return;
         };
         let source = Source::Peer(address);
-        let Some(at) = dest.paths.iter().position(|p| p.source == source) else {
+        let Some(at) = dest
+            .paths
+            .as_slice()
+            .iter()
+            .position(|p| p.source == source)
+        else {
             return;
         };
         let old = dest.paths.remove(at);
-        dest.mark(prefix, &mut self.dirty);
+        dest.mark(slot, &mut self.dirty);
         if let Some(peer) = self.peers.get_mut(&address) {
             peer.received -= 1;
             peer.accepted -= usize::from(old.attrs.is_some());
@@ -616,17 +633,17 @@ impl Rib {
         for (prefix, old) in &self.originated {
             // A prefix without a destination has nothing to decide.
             if routes.get(prefix) != Some(old)
-                && let Some(dest) = self.table.get_mut(prefix)
+                && let Some((slot, dest)) = self.table.get_mut(prefix)
             {
                 dest.paths.retain(|p| p.source != Source::Local);
-                dest.mark(*prefix, &mut self.dirty);
+                dest.mark(slot, &mut self.dirty);
             }
         }
         for (prefix, attrs) in &routes {
             if self.originated.get(prefix) == Some(attrs) {
                 continue;
             }
-            let dest = self.table.get_or_default(*prefix);
+            let (slot, dest) = self.table.get_or_default(*prefix);
             dest.paths.retain(|p| p.source != Source::Local);
             dest.paths.push(Path {
                 source: Source::Local,
@@ -634,7 +651,7 @@ impl Rib {
                 attrs: Some(Arc::clone(attrs)),
                 stale: false,
             });
-            dest.mark(*prefix, &mut self.dirty);
+            dest.mark(slot, &mut self.dirty);
         }
         self.originated = routes;
     }
@@ -665,32 +682,35 @@ impl Rib {
             })
             .collect();
         let mut changed_best = Vec::with_capacity(dirty.len());
-        for prefix in dirty {
-            let Some(dest) = self.table.get_mut(&prefix) else {
+        let mut emptied = Vec::new();
+        for slot in dirty {
+            let Some((prefix, dest)) = self.table.at_mut(slot) else {
                 continue;
             };
-            dest.dirty = false;
-            let had_best = dest.selected > 0;
-            let selected = decision::select(&mut dest.paths, local_id, |a| infos.get(&a).copied());
-            dest.selected = u32::try_from(selected).expect("a prefix has fewer than 2^32 paths");
-            let has_best = dest.selected > 0;
+            dest.state &= !QUEUED;
+            let had_best = dest.state & !QUEUED > 0;
+            let selected = decision::select(dest.paths.as_mut_slice(), local_id, |a| {
+                infos.get(&a).copied()
+            });
+            dest.set_selected(selected);
+            let has_best = selected > 0;
             match (had_best, has_best) {
                 (false, true) => self.best_count += 1,
                 (true, false) => self.best_count -= 1,
                 _ => {}
             }
-            let fib = fib_next_hops(dest.selected());
-            if !dest.fib.is(&fib) {
-                dest.fib = Fib::from_hops(&fib);
+            let fib = Fib::of(dest.selected());
+            if !dest.fib_is(&fib) {
                 processed.fib.push(FibChange {
                     prefix,
-                    next_hops: fib,
+                    next_hops: fib.to_vec(),
                 });
+                dest.set_fib(fib);
             }
             if dest.paths.is_empty() {
-                self.table.remove(&prefix);
+                emptied.push(prefix);
             }
-            changed_best.push(prefix);
+            changed_best.push((slot, prefix));
         }
         let addresses: Vec<IpAddr> = self
             .peers
@@ -704,6 +724,11 @@ impl Rib {
                 processed.updates.push((address, messages));
             }
         }
+        // A removal moves another entry into the hole: only once no queued
+        // position is left to read.
+        for prefix in &emptied {
+            self.table.remove(prefix);
+        }
         processed
     }
 
@@ -715,23 +740,28 @@ impl Rib {
             peer.adj_out
                 .retain(|prefix, _| !families.contains(&wire::family_of(prefix)));
         }
-        let prefixes: Vec<IpNet> = self
+        let prefixes: Vec<(Slot, IpNet)> = self
             .table
-            .iter()
-            .map(|(p, _)| p)
-            .filter(|p| families.contains(&wire::family_of(p)))
+            .slots()
+            .filter(|(_, p)| families.contains(&wire::family_of(p)))
             .collect();
         self.export_to(address, &prefixes)
     }
 
-    /// What `address` should be sent for `prefix`, or `None`.
-    fn export_attrs(&self, address: IpAddr, peer: &Peer, prefix: &IpNet) -> Option<Arc<Attrs>> {
+    /// What `address` should be sent for `prefix`, whose paths are `dest`,
+    /// or `None`.
+    fn export_attrs(
+        &self,
+        address: IpAddr,
+        peer: &Peer,
+        prefix: &IpNet,
+        dest: &Dest,
+    ) -> Option<Arc<Attrs>> {
         let session = peer.session.as_ref()?;
         let family = wire::family_of(prefix);
         if !session.families.contains(&family) {
             return None;
         }
-        let dest = self.table.get(prefix)?;
         let best = dest.best()?;
         let attrs = best.attrs.as_ref()?;
         let to_ibgp = peer.policy.is_ibgp(self.config.asn);
@@ -794,9 +824,9 @@ impl Rib {
         policy::apply(&peer.policy.export, prefix, &Arc::new(out), ctx)
     }
 
-    /// Brings the Adj-RIB-Out of `address` up to date for `prefixes` and
-    /// encodes the difference.
-    fn export_to(&mut self, address: IpAddr, prefixes: &[IpNet]) -> Vec<Vec<u8>> {
+    /// Brings the Adj-RIB-Out of `address` up to date for `prefixes` (with
+    /// their entries' positions) and encodes the difference.
+    fn export_to(&mut self, address: IpAddr, prefixes: &[(Slot, IpNet)]) -> Vec<Vec<u8>> {
         let Some(peer) = self.peers.get(&address) else {
             return Vec::new();
         };
@@ -811,12 +841,11 @@ impl Rib {
         }
         let mut announce: HashMap<Arc<Attrs>, Vec<IpNet>> = HashMap::default();
         let mut withdraw: [Vec<IpNet>; 2] = [Vec::new(), Vec::new()];
-        for prefix in prefixes {
+        for (slot, prefix) in prefixes {
             let refuse = refused[usize::from(prefix.addr().is_ipv6())];
-            let new = if refuse {
-                None
-            } else {
-                self.export_attrs(address, peer, prefix)
+            let new = match self.table.at(*slot) {
+                Some(dest) if !refuse => self.export_attrs(address, peer, prefix, dest),
+                _ => None,
             };
             if new.as_ref() == peer.adj_out.get(prefix) {
                 continue;
@@ -870,6 +899,49 @@ impl Rib {
             }
         }
         messages
+    }
+}
+
+/// Adds or replaces in `dest` (the destination of `prefix`) the path from
+/// `peer` at `address` (over iBGP or not) with `received`, after its import
+/// filter.
+fn add_path(
+    dest: &mut Dest,
+    peer: &mut Peer,
+    ibgp: bool,
+    address: IpAddr,
+    prefix: &IpNet,
+    received: Arc<Attrs>,
+) {
+    let ctx = FilterContext {
+        ibgp,
+        from_peer: true,
+    };
+    let attrs = policy::apply(&peer.policy.import, prefix, &received, ctx);
+    let accepted = attrs.is_some();
+    let source = Source::Peer(address);
+    let path = Path {
+        source,
+        received,
+        attrs,
+        stale: false,
+    };
+    match dest
+        .paths
+        .as_mut_slice()
+        .iter_mut()
+        .find(|p| p.source == source)
+    {
+        Some(old) => {
+            peer.accepted =
+                peer.accepted + usize::from(accepted) - usize::from(old.attrs.is_some());
+            *old = path;
+        }
+        None => {
+            peer.received += 1;
+            peer.accepted += usize::from(accepted);
+            dest.paths.push(path);
+        }
     }
 }
 

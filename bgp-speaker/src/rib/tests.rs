@@ -998,7 +998,65 @@ fn treat_as_withdraw_update_withdraws_the_prefixes_it_announced() {
 }
 
 #[test]
-fn a_destination_stays_48_bytes_and_its_kernel_next_hops_16() {
-    assert_eq!(std::mem::size_of::<Dest>(), 48);
-    assert_eq!(std::mem::size_of::<Fib>(), 16);
+fn a_destination_with_its_one_path_inline_stays_56_bytes_and_64_with_its_prefix() {
+    assert_eq!(std::mem::size_of::<Dest>(), 56);
+    assert_eq!(std::mem::size_of::<(ipnet::Ipv4Net, Dest)>(), 64);
+}
+
+/// Prefixes emptied in a decision run leave the table only after it, so
+/// the entries moved into their places are decided and exported right.
+#[test]
+fn withdrawals_and_changes_in_one_run_reach_the_kernel_and_peers_for_the_right_prefixes() {
+    let mut rib = rib_with(None);
+    up(&mut rib, "192.0.2.1", "1.1.1.1", policy(OTHER_AS));
+    up(&mut rib, "192.0.2.2", "2.2.2.2", policy(OTHER_AS + 1));
+    let prefix = |i: u32| net(&format!("10.0.{i}.0/24"));
+    let from_a = |hop: &str| attrs(hop, path(&[OTHER_AS]));
+    for i in 0..10 {
+        rib.announce(ip("192.0.2.1"), prefix(i), from_a("192.0.2.1"));
+    }
+    rib.process();
+    for i in [0, 3, 9] {
+        rib.withdraw(ip("192.0.2.1"), prefix(i));
+    }
+    rib.announce(ip("192.0.2.1"), prefix(5), from_a("192.0.2.11"));
+    rib.announce(ip("192.0.2.1"), prefix(10), from_a("192.0.2.1"));
+    let processed = rib.process();
+    let mut fib: Vec<(IpNet, Vec<IpAddr>)> = processed
+        .fib
+        .into_iter()
+        .map(|c| (c.prefix, c.next_hops))
+        .collect();
+    fib.sort();
+    let expected = vec![
+        (prefix(0), vec![]),
+        (prefix(3), vec![]),
+        (prefix(5), vec![ip("192.0.2.11")]),
+        (prefix(9), vec![]),
+        (prefix(10), vec![ip("192.0.2.1")]),
+    ];
+    assert_eq!(fib, expected);
+    assert_eq!(rib.loc_rib_len(), 8);
+    let to_b: Vec<IpNet> = rib.adj_rib_out(&ip("192.0.2.2")).into_keys().collect();
+    let kept: Vec<IpNet> = [1, 2, 4, 5, 6, 7, 8, 10].map(prefix).into_iter().collect();
+    assert_eq!(to_b, kept);
+    for i in [1, 2, 4, 6, 7, 8, 10] {
+        let hops = rib
+            .dest(&prefix(i))
+            .unwrap()
+            .best()
+            .unwrap()
+            .attrs
+            .as_ref()
+            .unwrap()
+            .next_hop;
+        assert_eq!(hops, Some(ip("192.0.2.1")), "{}", prefix(i));
+    }
+    for i in [0, 3, 9] {
+        assert!(
+            rib.dest(&prefix(i)).is_none(),
+            "{} left the table",
+            prefix(i)
+        );
+    }
 }
