@@ -30,9 +30,12 @@ struct Args {
     /// What a committed allocation survives.
     #[arg(long, value_enum, default_value_t = DurabilityArg::PowerLoss)]
     durability: DurabilityArg,
-    /// Seconds between garbage collection passes (0: never).
-    #[arg(long, default_value_t = 0)]
-    gc_interval: u64,
+    /// Seconds between garbage collection passes (0: never). By default
+    /// half the grace period, as Calico's kube-controllers runs a full pass
+    /// every `leakGracePeriod / 2`: leaked addresses are reclaimed without
+    /// any other component deployed.
+    #[arg(long)]
+    gc_interval: Option<u64>,
     /// Seconds an owner must be gone before its addresses are reclaimed.
     #[arg(long, default_value_t = 900)]
     gc_grace: u64,
@@ -70,7 +73,7 @@ fn main() -> ExitCode {
     let config = ServiceConfig {
         socket: args.socket,
         node: args.node,
-        gc_interval: (args.gc_interval > 0).then(|| Duration::from_secs(args.gc_interval)),
+        gc_interval: gc_interval(args.gc_interval, args.gc_grace),
         gc: GcConfig {
             grace: Duration::from_secs(args.gc_grace),
         },
@@ -95,6 +98,15 @@ fn main() -> ExitCode {
     }
 }
 
+/// The time between collection passes: as asked, else half the grace
+/// period; `None` (never) for 0.
+fn gc_interval(asked: Option<u64>, grace: u64) -> Option<Duration> {
+    match asked.unwrap_or(grace / 2) {
+        0 => None,
+        seconds => Some(Duration::from_secs(seconds)),
+    }
+}
+
 async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
@@ -107,4 +119,26 @@ async fn shutdown_signal() {
         _ = tokio::signal::ctrl_c() => {}
     }
     tracing::info!("shutting down");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collection_runs_every_half_grace_period_unless_asked_otherwise() {
+        let cases = [
+            (None, 900, Some(450)),
+            (Some(60), 900, Some(60)),
+            (Some(0), 900, None),
+            (None, 0, None),
+        ];
+        for (asked, grace, expected) in cases {
+            assert_eq!(
+                gc_interval(asked, grace),
+                expected.map(Duration::from_secs),
+                "--gc-interval {asked:?} --gc-grace {grace}"
+            );
+        }
+    }
 }
