@@ -3,7 +3,7 @@
 //!
 //! ```text
 //!   Router handle --RouterMsg (neighbors, prefixes, queries)--+
-//!   Speaker --RibMsg (Up/Down/Update/RouteRefresh)------------+
+//!   Speaker --RibMsg (Up/Down/Updates/RouteRefresh)-----------+
 //!   timers (stale routes, start-up sweep) --RouterMsg---------+
 //!                                                             v
 //!                                     +-----------------------------------+
@@ -18,7 +18,11 @@
 //! ```
 //!
 //! * Messages are handled in batches: everything queued is applied to the
-//!   RIB before one decision run, so a table dump costs one pass.
+//!   RIB before one decision run, so a table dump costs one pass. The
+//!   speaker is started batched: the UPDATEs of one socket read come in one
+//!   `RibMsg::Updates`, and the connection reads on only as those batches
+//!   are applied and dropped here, so a busy RIB slows the peer down (TCP
+//!   flow control) instead of decoded UPDATEs piling up in the queue.
 //! * Kernel routes are written by their own thread, so netlink latency
 //!   never holds up BGP, and a busy runtime never holds up the kernel.
 //!   Decisions queued while a batch runs are merged (latest per prefix
@@ -66,7 +70,7 @@ use twill_kernel::{KernelExt, RouteFilter, RouteProto};
 
 pub use crate::config::{Filter, FilterAction, FilterRule, MatchOperator, PeerTypeMatch};
 use crate::fsm::{PeerConfig, State};
-use crate::packet::{Family, GracefulRestart, encode_end_of_rib};
+use crate::packet::{Family, GracefulRestart, Update, encode_end_of_rib};
 use crate::rib::{Attrs, Origin, PeerPolicy, Received, Rib, RibConfig, SessionInfo, Source};
 use crate::speaker::{Command, PeerSpec, RibMsg, Speaker};
 
@@ -308,7 +312,7 @@ impl Router {
     /// Starts the router; with `listener`, peers may also connect to it.
     pub fn start(config: RouterConfig, listener: Option<TcpListener>) -> Router {
         let (tx, rx) = mpsc::unbounded_channel();
-        let (speaker, rib_rx) = Speaker::start(listener);
+        let (speaker, rib_rx) = Speaker::start_batched(listener);
         let kernel = config.kernel.clone().map(|kernel| {
             let (ktx, krx) = mpsc::unbounded_channel();
             let report = tx.downgrade();
@@ -536,14 +540,12 @@ impl Owner {
                 }
                 msg = rib_rx.recv() => {
                     let Some(msg) = msg else { break };
-                    self.session(msg);
-                    let mut n = 1;
+                    let mut n = self.session(msg);
                     while n < BATCH {
                         match rib_rx.try_recv() {
-                            Ok(msg) => self.session(msg),
+                            Ok(msg) => n += self.session(msg),
                             Err(_) => break,
                         }
-                        n += 1;
                     }
                     self.since_release += n;
                 }
@@ -865,7 +867,9 @@ impl Owner {
         }
     }
 
-    fn session(&mut self, msg: RibMsg) {
+    /// Takes one message from the speaker; returns how many session
+    /// messages it held (UPDATEs of a batch each count).
+    fn session(&mut self, msg: RibMsg) -> usize {
         match msg {
             RibMsg::Up {
                 peer,
@@ -909,7 +913,7 @@ impl Owner {
                     // The table and End-of-RIB go out when the deferral ends;
                     // this peer may have been the last one it waited for.
                     self.start_up_progress(false);
-                    return;
+                    return 1;
                 }
                 // Pending decisions go out before the dump, so the dump is current.
                 self.process();
@@ -948,40 +952,50 @@ impl Owner {
                     }
                 }
             }
-            RibMsg::Update { peer, update } => {
-                self.stats.updates_in += 1;
-                if !update.problems.is_empty() {
-                    debug!(%peer, problems = ?update.problems, "update with attribute errors");
+            RibMsg::Update { peer, update } => self.update(peer, &update),
+            RibMsg::Updates { peer, updates, .. } => {
+                for update in &updates {
+                    self.update(peer, update);
                 }
-                let Some(runtime) = self.peers.get_mut(&peer) else {
-                    return;
-                };
-                if let Some(family) = update.end_of_rib() {
-                    // A table load is complete: release what it freed once
-                    // the queue is empty, however much that is.
-                    self.since_release = self.since_release.max(RELEASE_AFTER);
-                    runtime.end_of_rib.insert(family);
-                    self.rib.sweep_stale(peer, &[family]);
-                    if self.rib.stale_count(peer) == 0 {
-                        runtime.stale_timer = None;
-                    }
-                    self.start_up_progress(false);
-                    return;
-                }
-                let received = Received::from_update(&update, runtime.four_octet_as);
-                self.rib.receive(peer, received);
+                return updates.len();
             }
             RibMsg::RouteRefresh { peer, family } => {
                 if self.deferring {
                     // The whole table goes to every peer when the deferral ends.
                     debug!(%peer, ?family, "route refresh while selection is deferred");
-                    return;
+                    return 1;
                 }
                 self.process();
                 let messages = self.rib.dump(peer, &[family]);
                 self.send(peer, messages);
             }
         }
+        1
+    }
+
+    /// Applies one UPDATE from `peer` to the RIB.
+    fn update(&mut self, peer: IpAddr, update: &Update) {
+        self.stats.updates_in += 1;
+        if !update.problems.is_empty() {
+            debug!(%peer, problems = ?update.problems, "update with attribute errors");
+        }
+        let Some(runtime) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if let Some(family) = update.end_of_rib() {
+            // A table load is complete: release what it freed once
+            // the queue is empty, however much that is.
+            self.since_release = self.since_release.max(RELEASE_AFTER);
+            runtime.end_of_rib.insert(family);
+            self.rib.sweep_stale(peer, &[family]);
+            if self.rib.stale_count(peer) == 0 {
+                runtime.stale_timer = None;
+            }
+            self.start_up_progress(false);
+            return;
+        }
+        let received = Received::from_update(update, runtime.four_octet_as);
+        self.rib.receive(peer, received);
     }
 
     fn send(&mut self, peer: IpAddr, messages: Vec<Vec<u8>>) {

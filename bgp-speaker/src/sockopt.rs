@@ -10,10 +10,10 @@
 //!   is verified (a listener may hold keys for many peers);
 //! * on a **connecting** socket, before `connect`.
 //!
-//! Neither libc, nix nor socket2 wraps this option, so [`set_md5_key`] is the
-//! one place in Twill's BGP speaker with an `unsafe` block. The minimum-TTL
+//! Neither libc, nix nor socket2 wraps this option, so [`set_md5_key`] makes
+//! the raw `setsockopt` call itself, in an `unsafe` block. The minimum-TTL
 //! options of GTSM (RFC 5082: `IP_MINTTL`, `IPV6_MINHOPCOUNT`) are not wrapped
-//! either; [`set_int_option`] sets them with the same audited call.
+//! either; `set_int_option` sets them with the same audited call.
 
 use std::io;
 use std::net::IpAddr;

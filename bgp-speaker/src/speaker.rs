@@ -4,7 +4,7 @@
 //! ```text
 //!   TcpListener accept loop --Msg::Accepted--------------------+
 //!   connect task (per attempt) --Msg::Connected----------------+
-//!   reader task (per connection) --Msg::Frame / Msg::Closed----+
+//!   reader task (per connection) --Msg::Frames / Msg::Closed---+
 //!   timer task (one per timer) --Msg::Timer / Msg::Restart-----+
 //!   Speaker handle --Msg::Command------------------------------+
 //!                                                              v
@@ -18,6 +18,16 @@
 //!
 //! A frame is decoded by the owner, not the reader, because how an UPDATE
 //! decodes depends on what the session negotiated (4-octet AS, iBGP).
+//!
+//! Hand-off in batches: the reader sends every complete message of one
+//! socket read in one `Msg::Frames`; a [`Speaker::start_batched`] owner
+//! delivers the UPDATEs decoded from it in one [`RibMsg::Updates`], so the
+//! RIB's task wakes once per read, not once per UPDATE. Each batch carries
+//! one of the connection's [`READS_IN_FLIGHT`] credits until the RIB has
+//! taken its UPDATEs (or, unbatched, until the owner has delivered them): a
+//! RIB that falls behind stops the socket reads, and TCP flow control then
+//! holds the peer back, instead of decoded UPDATEs piling up. Messages keep
+//! their order per session, and every one still restarts the hold timer.
 //!
 //! Connection collisions (RFC 4271 §6.8): a connection from the peer that
 //! arrives while its session is in OpenSent or OpenConfirm runs alongside in
@@ -33,7 +43,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use nix::sys::socket::{setsockopt, sockopt};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -44,6 +53,11 @@ use crate::fsm::{
 };
 use crate::packet::{self, DecodeError, Family, Update};
 use crate::sockopt::set_int_option;
+
+mod connection;
+
+use connection::{Connection, attach};
+pub use connection::{Credit, READS_IN_FLIGHT};
 
 /// One peer to run.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,6 +101,16 @@ pub enum RibMsg {
         peer: IpAddr,
         /// The decoded UPDATE.
         update: Box<Update>,
+    },
+    /// Consecutive UPDATEs from `peer`, in the order received (from a
+    /// [`Speaker::start_batched`] speaker).
+    Updates {
+        /// The peer.
+        peer: IpAddr,
+        /// The decoded UPDATEs.
+        updates: Vec<Update>,
+        /// Lets the peer's connection read on once this message is dropped.
+        credit: Credit,
     },
     /// `peer` asked for our routes of `family` again.
     RouteRefresh {
@@ -148,8 +172,25 @@ pub struct Speaker {
 
 impl Speaker {
     /// Starts the owner task, and an accept loop if `listener` is given.
-    /// Returns the handle and the stream of messages for the RIB.
+    /// Returns the handle and the stream of messages for the RIB; every
+    /// UPDATE comes in its own [`RibMsg::Update`].
     pub fn start(listener: Option<TcpListener>) -> (Speaker, mpsc::UnboundedReceiver<RibMsg>) {
+        Self::start_with(listener, false)
+    }
+
+    /// As [`Speaker::start`], but the UPDATEs decoded from one socket read
+    /// come together in one [`RibMsg::Updates`], and a connection reads on
+    /// only as its batches are dropped (see [`READS_IN_FLIGHT`]).
+    pub fn start_batched(
+        listener: Option<TcpListener>,
+    ) -> (Speaker, mpsc::UnboundedReceiver<RibMsg>) {
+        Self::start_with(listener, true)
+    }
+
+    fn start_with(
+        listener: Option<TcpListener>,
+        batching: bool,
+    ) -> (Speaker, mpsc::UnboundedReceiver<RibMsg>) {
         let (tx, rx) = mpsc::unbounded_channel();
         let (rib_tx, rib_rx) = mpsc::unbounded_channel();
         let listener = listener.map(Arc::new);
@@ -171,6 +212,8 @@ impl Speaker {
             next_id: 0,
             passwords: HashMap::new(),
             listener: shared_listener,
+            batching,
+            pending: None,
         };
         let owner = tokio::spawn(owner.run(rx));
         (
@@ -225,10 +268,18 @@ enum Msg {
         attempt: u64,
         stream: std::io::Result<TcpStream>,
     },
-    Frame {
+    /// The complete messages of one read, back to back.
+    Frames {
         peer: IpAddr,
         conn: u64,
-        frame: Result<Vec<u8>, DecodeError>,
+        bytes: Vec<u8>,
+        credit: Credit,
+    },
+    /// The stream cannot be framed; nothing more comes from the connection.
+    FrameError {
+        peer: IpAddr,
+        conn: u64,
+        error: DecodeError,
     },
     Closed {
         peer: IpAddr,
@@ -244,21 +295,6 @@ enum Msg {
         peer: IpAddr,
         generation: u64,
     },
-}
-
-#[derive(Debug)]
-struct Connection {
-    id: u64,
-    local: Option<SocketAddr>,
-    writer: mpsc::UnboundedSender<Vec<u8>>,
-    reader: JoinHandle<()>,
-}
-
-impl Drop for Connection {
-    fn drop(&mut self) {
-        // The writer task ends once it has written what is queued.
-        self.reader.abort();
-    }
 }
 
 /// Which of a peer's connections an event is for.
@@ -388,6 +424,26 @@ struct Owner {
     next_id: u64,
     passwords: HashMap<IpAddr, Vec<u8>>,
     listener: Option<Arc<TcpListener>>,
+    /// Deliver UPDATEs in batches ([`RibMsg::Updates`]).
+    batching: bool,
+    /// UPDATEs delivered and not yet sent to the RIB, and their peer.
+    pending: Option<(IpAddr, Vec<Update>)>,
+}
+
+/// Sends `pending` UPDATEs to the RIB in one [`RibMsg::Updates`] with `credit`.
+fn flush(
+    rib: &mpsc::UnboundedSender<RibMsg>,
+    pending: &mut Option<(IpAddr, Vec<Update>)>,
+    credit: Credit,
+) {
+    let Some((peer, updates)) = pending.take() else {
+        return;
+    };
+    let _ = rib.send(RibMsg::Updates {
+        peer,
+        updates,
+        credit,
+    });
 }
 
 impl Owner {
@@ -505,7 +561,24 @@ impl Owner {
                     Err(_) => self.event(peer, Which::Primary, Event::TcpConnectionFails),
                 }
             }
-            Msg::Frame { peer, conn, frame } => self.frame(peer, conn, frame),
+            Msg::Frames {
+                peer,
+                conn,
+                bytes,
+                credit,
+            } => {
+                let mut at = 0;
+                while at < bytes.len() {
+                    let len = match packet::frame(&bytes[at..]) {
+                        Ok(Some(frame)) => frame.len,
+                        _ => unreachable!("the reader only sends complete frames"),
+                    };
+                    self.frame(peer, conn, Ok(&bytes[at..at + len]));
+                    at += len;
+                }
+                flush(&self.rib, &mut self.pending, credit);
+            }
+            Msg::FrameError { peer, conn, error } => self.frame(peer, conn, Err(error)),
             Msg::Closed { peer, conn } => {
                 if let Some(which) = self.peers.get(&peer).and_then(|p| p.by_conn(conn)) {
                     self.event(peer, which, Event::TcpConnectionFails);
@@ -604,7 +677,7 @@ impl Owner {
         }
     }
 
-    fn frame(&mut self, address: IpAddr, conn: u64, frame: Result<Vec<u8>, DecodeError>) {
+    fn frame(&mut self, address: IpAddr, conn: u64, frame: Result<&[u8], DecodeError>) {
         let Some(peer) = self.peers.get(&address) else {
             return;
         };
@@ -613,7 +686,7 @@ impl Owner {
         };
         let Some(slot) = peer.slot(which) else { return };
         let decoded = frame.and_then(|bytes| {
-            let decoded = packet::decode(&bytes, &slot.session.decode_options())?;
+            let decoded = packet::decode(bytes, &slot.session.decode_options())?;
             Ok(decoded.expect("the reader only sends complete frames").0)
         });
         let Some(event) = Event::from_decoded(decoded) else {
@@ -657,6 +730,8 @@ impl Owner {
             next_id,
             passwords,
             listener: _,
+            batching,
+            pending,
         } = self;
         let Some(peer) = peers.get_mut(&address) else {
             return;
@@ -726,6 +801,7 @@ impl Owner {
                     slot.timers.remove(&timer);
                 }
                 Action::SessionUp(negotiated) => {
+                    flush(rib, pending, Credit::default());
                     let _ = rib.send(RibMsg::Up {
                         peer: address,
                         negotiated,
@@ -733,10 +809,20 @@ impl Owner {
                     });
                 }
                 Action::SessionDown { stale_for } => {
+                    flush(rib, pending, Credit::default());
                     let _ = rib.send(RibMsg::Down {
                         peer: address,
                         stale_for,
                     });
+                }
+                Action::Deliver(update) if *batching => {
+                    if pending.as_ref().is_some_and(|(peer, _)| *peer != address) {
+                        flush(rib, pending, Credit::default());
+                    }
+                    pending
+                        .get_or_insert_with(|| (address, Vec::new()))
+                        .1
+                        .push(*update);
                 }
                 Action::Deliver(update) => {
                     let _ = rib.send(RibMsg::Update {
@@ -745,6 +831,7 @@ impl Owner {
                     });
                 }
                 Action::ResendRoutes(family) => {
+                    flush(rib, pending, Credit::default());
                     let _ = rib.send(RibMsg::RouteRefresh {
                         peer: address,
                         family,
@@ -900,69 +987,8 @@ fn named(
     })
 }
 
-/// Splits a connection into a reader task (framing only) and a writer task.
-fn attach(
-    peer: IpAddr,
-    conn: u64,
-    stream: TcpStream,
-    tx: mpsc::UnboundedSender<Msg>,
-) -> Connection {
-    let local = stream.local_addr().ok();
-    let (mut read, mut write) = stream.into_split();
-    let (writer, mut outgoing) = mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(async move {
-        while let Some(bytes) = outgoing.recv().await {
-            if write.write_all(&bytes).await.is_err() {
-                return;
-            }
-        }
-        let _ = write.shutdown().await;
-    });
-    let reader = tokio::spawn(async move {
-        let mut buf: Vec<u8> = Vec::with_capacity(8192);
-        let mut chunk = vec![0u8; 8192];
-        loop {
-            match packet::frame(&buf) {
-                Ok(Some(frame)) => {
-                    let bytes: Vec<u8> = buf.drain(..frame.len).collect();
-                    if tx
-                        .send(Msg::Frame {
-                            peer,
-                            conn,
-                            frame: Ok(bytes),
-                        })
-                        .is_err()
-                    {
-                        return;
-                    }
-                    continue;
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    let _ = tx.send(Msg::Frame {
-                        peer,
-                        conn,
-                        frame: Err(error),
-                    });
-                    return;
-                }
-            }
-            match read.read(&mut chunk).await {
-                Ok(0) | Err(_) => {
-                    let _ = tx.send(Msg::Closed { peer, conn });
-                    return;
-                }
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-    });
-    Connection {
-        id: conn,
-        local,
-        writer,
-        reader,
-    }
-}
+#[cfg(test)]
+mod tests;
 
 #[cfg(test)]
 mod gtsm_tests {

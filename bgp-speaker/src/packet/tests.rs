@@ -665,6 +665,58 @@ fn length_errors_in_the_update_layout() {
     );
 }
 
+/// The withdrawn routes and NLRI netgauze reads from `field` used as both
+/// (the decoder's fallback for fields the fast reader refuses).
+fn netgauze_prefixes(field: &[u8]) -> Option<(Vec<Ipv4Net>, Vec<Ipv4Net>)> {
+    let mut bytes = u16::try_from(field.len()).unwrap().to_be_bytes().to_vec();
+    bytes.extend_from_slice(field);
+    bytes.extend_from_slice(&[0, 0]);
+    bytes.extend_from_slice(field);
+    let mut reader = netgauze_parse_utils::reader::SliceReader::new(&bytes);
+    let mut ctx = update::context(&DecodeOptions::default());
+    let message = <netgauze_bgp_pkt::update::BgpUpdateMessage as netgauze_parse_utils::traits::ParseFromWithOneInput<'_, _>>::parse(&mut reader, &mut ctx).ok()?;
+    let nets = |list: &[netgauze_bgp_pkt::nlri::Ipv4UnicastAddress]| {
+        list.iter().map(|a| a.network().address()).collect()
+    };
+    Some((nets(message.withdraw_routes()), nets(message.nlri())))
+}
+
+fn fast_prefixes(field: &[u8]) -> Option<Vec<Ipv4Net>> {
+    update::unicast_prefixes(field).map(|list| list.iter().map(|a| a.network().address()).collect())
+}
+
+/// A prefix field, and what the fast reader makes of it (`None`: it leaves
+/// the field to netgauze).
+type PrefixCase = (&'static str, Vec<u8>, Option<Vec<Ipv4Net>>);
+
+#[test]
+fn well_formed_unicast_prefix_fields_take_the_fast_reader_and_odd_ones_fall_back() {
+    let cases: Vec<PrefixCase> = vec![
+        ("empty field", vec![], Some(vec![])),
+        (
+            "one /24",
+            vec![24, 100, 64, 1],
+            Some(vec![v4("100.64.1.0/24")]),
+        ),
+        (
+            "default route and a host route",
+            vec![0, 32, 10, 0, 0, 1],
+            Some(vec![v4("0.0.0.0/0"), v4("10.0.0.1/32")]),
+        ),
+        (
+            "odd length /17",
+            vec![17, 10, 1, 128],
+            Some(vec![v4("10.1.128.0/17")]),
+        ),
+        ("prefix longer than 32 bits", vec![33, 10, 0, 0, 1, 0], None),
+        ("prefix cut short", vec![24, 100, 64], None),
+        ("multicast prefix", vec![8, 224], None),
+    ];
+    for (name, field, expected) in cases {
+        assert_eq!(fast_prefixes(&field), expected, "{name}");
+    }
+}
+
 // ---- properties -------------------------------------------------------
 
 fn any_options() -> impl Strategy<Value = DecodeOptions> {
@@ -705,6 +757,23 @@ proptest! {
     ) {
         let attrs: Vec<Vec<u8>> = attrs.iter().map(|(flags, code, value)| a(flags & !0x10, *code, value)).collect();
         let _ = decode(&message(kind::UPDATE, &update_body(&attrs)), &options);
+    }
+
+    #[test]
+    fn the_fast_prefix_reader_agrees_with_netgauze_wherever_it_answers(
+        prefixes in proptest::collection::vec((0u8..=40, any::<[u8; 5]>()), 0..12),
+        tail in proptest::collection::vec(any::<u8>(), 0..3),
+    ) {
+        let mut field = Vec::new();
+        for (bits, octets) in &prefixes {
+            field.push(*bits);
+            field.extend_from_slice(&octets[..usize::from(*bits).div_ceil(8).min(5)]);
+        }
+        field.extend_from_slice(&tail);
+        if let Some(fast) = fast_prefixes(&field) {
+            let reference = netgauze_prefixes(&field);
+            prop_assert_eq!(reference, Some((fast.clone(), fast)));
+        }
     }
 
     #[test]

@@ -20,7 +20,7 @@
 use std::io::Cursor;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::{Ipv4Net, Ipv6Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use netgauze_bgp_pkt::BgpMessage;
 use netgauze_bgp_pkt::community::Community;
 use netgauze_bgp_pkt::nlri::{Ipv4Unicast, Ipv4UnicastAddress, Ipv6Unicast, Ipv6UnicastAddress};
@@ -172,6 +172,60 @@ impl Update {
         out
     }
 
+    /// Appends the announced prefixes (none under treat-as-withdraw) to
+    /// `v4` and `v6`: [`Update::announced_v4`] and [`Update::announced_v6`]
+    /// without vectors of their own.
+    pub fn announced_into(&self, v4: &mut Vec<IpNet>, v6: &mut Vec<IpNet>) {
+        if self.treatment == Treatment::TreatAsWithdraw {
+            return;
+        }
+        self.reach_into(v4, v6);
+    }
+
+    /// Appends the withdrawn prefixes of both families, including those
+    /// announced under treat-as-withdraw, to `out`: [`Update::withdrawn_v4`]
+    /// then [`Update::withdrawn_v6`].
+    pub fn withdrawn_into(&self, out: &mut Vec<IpNet>) {
+        let v4 = |a: &Ipv4UnicastAddress| IpNet::V4(a.network().address());
+        let v6 = |a: &Ipv6UnicastAddress| IpNet::V6(a.network().address());
+        out.extend(self.message.withdraw_routes().iter().map(v4));
+        for value in self.values() {
+            if let PathAttributeValue::MpUnreach(MpUnreach::Ipv4Unicast { nlri }) = value {
+                out.extend(nlri.iter().map(v4));
+            }
+        }
+        let mut reach_v6 = Vec::new();
+        if self.treatment == Treatment::TreatAsWithdraw {
+            self.reach_into(out, &mut reach_v6);
+        }
+        for value in self.values() {
+            if let PathAttributeValue::MpUnreach(MpUnreach::Ipv6Unicast { nlri }) = value {
+                out.extend(nlri.iter().map(v6));
+            }
+        }
+        out.append(&mut reach_v6);
+    }
+
+    fn reach_into(&self, v4: &mut Vec<IpNet>, v6: &mut Vec<IpNet>) {
+        v4.extend(
+            self.message
+                .nlri()
+                .iter()
+                .map(|a| IpNet::V4(a.network().address())),
+        );
+        for value in self.values() {
+            match value {
+                PathAttributeValue::MpReach(MpReach::Ipv4Unicast { nlri, .. }) => {
+                    v4.extend(nlri.iter().map(|a| IpNet::V4(a.network().address())));
+                }
+                PathAttributeValue::MpReach(MpReach::Ipv6Unicast { nlri, .. }) => {
+                    v6.extend(nlri.iter().map(|a| IpNet::V6(a.network().address())));
+                }
+                _ => {}
+            }
+        }
+    }
+
     /// The family whose End-of-RIB marker this is (RFC 4724 §2), if it is one.
     pub fn end_of_rib(&self) -> Option<Family> {
         self.message
@@ -267,7 +321,7 @@ fn flags_ok(code: u8, flags: u8) -> bool {
         && (!partial || (optional && transitive))
 }
 
-fn context(options: &DecodeOptions) -> BgpParsingContext {
+pub(super) fn context(options: &DecodeOptions) -> BgpParsingContext {
     BgpParsingContext::new(
         options.four_octet_as,
         Default::default(),
@@ -305,7 +359,7 @@ pub fn decode_update(body: &[u8], options: &DecodeOptions) -> Result<Update, Upd
     let nlri = &body[attrs_end..];
 
     let mut ctx = context(options);
-    let mut kept: Vec<PathAttribute> = Vec::new();
+    let mut kept: Vec<PathAttribute> = Vec::with_capacity(count_attributes(attrs));
     let mut problems = Vec::new();
     let mut worst: Option<Action> = None;
     let mut seen = [false; 256];
@@ -408,28 +462,38 @@ pub fn decode_update(body: &[u8], options: &DecodeOptions) -> Result<Update, Upd
         }
     }
 
-    // Withdrawn routes and NLRI, through netgauze with an empty attribute block.
-    let mut prefixes = Vec::with_capacity(withdrawn.len() + nlri.len() + 4);
-    prefixes.extend_from_slice(&body[..withdrawn_end]);
-    prefixes.extend_from_slice(&[0, 0]);
-    prefixes.extend_from_slice(nlri);
-    let mut reader = SliceReader::new(&prefixes);
-    let routes = BgpUpdateMessage::parse(&mut reader, &mut ctx).map_err(|error| {
-        UpdateError::InvalidNetworkField {
-            reason: error.to_string(),
+    let (withdrawn_routes, nlri) = match (unicast_prefixes(withdrawn), unicast_prefixes(nlri)) {
+        (Some(withdrawn), Some(nlri)) => (withdrawn, nlri),
+        // Something to report or to drop: netgauze's reading, with an
+        // empty attribute block, says which.
+        _ => {
+            let mut prefixes = Vec::with_capacity(withdrawn.len() + nlri.len() + 4);
+            prefixes.extend_from_slice(&body[..withdrawn_end]);
+            prefixes.extend_from_slice(&[0, 0]);
+            prefixes.extend_from_slice(nlri);
+            let mut reader = SliceReader::new(&prefixes);
+            let routes = BgpUpdateMessage::parse(&mut reader, &mut ctx).map_err(|error| {
+                UpdateError::InvalidNetworkField {
+                    reason: error.to_string(),
+                }
+            })?;
+            (routes.withdraw_routes().to_vec(), routes.nlri().to_vec())
         }
-    })?;
+    };
 
     // RFC 7606 §3.d: missing well-known mandatory attributes.
-    let has_v4_nlri = !routes.nlri().is_empty();
+    let has_v4_nlri = !nlri.is_empty();
     let announces = has_v4_nlri || seen[usize::from(attr::MP_REACH)];
     if announces {
-        let mut missing = vec![attr::ORIGIN, attr::AS_PATH];
-        if has_v4_nlri {
-            missing.push(attr::NEXT_HOP);
-        }
-        for code in missing {
-            if !kept.iter().any(|a| attribute_code(a.value()) == Some(code)) {
+        let mandatory: &[u8] = if has_v4_nlri {
+            &[attr::ORIGIN, attr::AS_PATH, attr::NEXT_HOP]
+        } else {
+            &[attr::ORIGIN, attr::AS_PATH]
+        };
+        for &code in mandatory {
+            if !seen[usize::from(code)]
+                || !kept.iter().any(|a| attribute_code(a.value()) == Some(code))
+            {
                 problems.push(AttributeProblem {
                     code,
                     action: ProblemAction::TreatAsWithdraw,
@@ -446,14 +510,50 @@ pub fn decode_update(body: &[u8], options: &DecodeOptions) -> Result<Update, Upd
         Treatment::Normal
     };
     Ok(Update {
-        message: BgpUpdateMessage::new(
-            routes.withdraw_routes().to_vec(),
-            kept,
-            routes.nlri().to_vec(),
-        ),
+        message: BgpUpdateMessage::new(withdrawn_routes, kept, nlri),
         treatment,
         problems,
     })
+}
+
+/// How many attributes the block's headers announce (for sizing only).
+fn count_attributes(attrs: &[u8]) -> usize {
+    let mut count = 0;
+    let mut pos = 0;
+    while let (Some(&flags), Some(&len)) = (attrs.get(pos), attrs.get(pos + 2)) {
+        let (header, len) = if flags & FLAG_EXTENDED_LENGTH != 0 {
+            let Some(&low) = attrs.get(pos + 3) else {
+                break;
+            };
+            (4, usize::from(u16::from_be_bytes([len, low])))
+        } else {
+            (3, usize::from(len))
+        };
+        count += 1;
+        pos += header + len;
+    }
+    count
+}
+
+/// Unicast IPv4 prefixes (RFC 4271 §4.3, no path identifiers) read from
+/// `field`, in a vector of exactly their number; `None` if any is not a
+/// valid unicast prefix or the field does not end with the last one.
+pub(super) fn unicast_prefixes(field: &[u8]) -> Option<Vec<Ipv4UnicastAddress>> {
+    let mut count = 0;
+    let mut pos = 0;
+    while let Some(&bits) = field.get(pos) {
+        pos += 1 + usize::from(bits).div_ceil(8);
+        count += 1;
+    }
+    if pos != field.len() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(count);
+    let mut reader = SliceReader::new(field);
+    while !reader.is_empty() {
+        out.push(Ipv4UnicastAddress::parse(&mut reader, false).ok()?);
+    }
+    Some(out)
 }
 
 fn attribute_code(value: &PathAttributeValue) -> Option<u8> {

@@ -116,10 +116,10 @@ impl Received {
     /// AS_PATH carried 4-octet numbers (AS4_PATH is merged in otherwise,
     /// RFC 6793 §4.2.3).
     pub fn from_update(update: &Update, four_octet_as: bool) -> Self {
-        let mut withdrawn: Vec<IpNet> = update.withdrawn_v4().into_iter().map(IpNet::V4).collect();
-        withdrawn.extend(update.withdrawn_v6().into_iter().map(IpNet::V6));
-        let v4 = update.announced_v4();
-        let v6 = update.announced_v6();
+        let mut withdrawn = Vec::new();
+        update.withdrawn_into(&mut withdrawn);
+        let (mut v4, mut v6) = (Vec::new(), Vec::new());
+        update.announced_into(&mut v4, &mut v6);
         if v4.is_empty() && v6.is_empty() {
             return Self {
                 announced: Vec::new(),
@@ -195,7 +195,8 @@ impl Received {
         base.as_path = path;
         base.as_path_len = len;
 
-        let mut announced = Vec::with_capacity(2);
+        let mut announced =
+            Vec::with_capacity(usize::from(!v4.is_empty()) + usize::from(!v6.is_empty()));
         // A copy only when the UPDATE carries both families (an UPDATE
         // with neither returned above).
         let (for_v4, for_v6) = match (v4.is_empty(), v6.is_empty()) {
@@ -207,14 +208,14 @@ impl Received {
             attrs.next_hop = next_hop_v4
                 .map(IpAddr::V4)
                 .or(mp_next_hop.map(|(hop, _)| hop));
-            announced.push((Arc::new(attrs), v4.into_iter().map(IpNet::V4).collect()));
+            announced.push((Arc::new(attrs), v4));
         }
         if let Some(mut attrs) = for_v6 {
             if let Some((hop, link_local)) = mp_next_hop {
                 attrs.next_hop = Some(hop);
                 attrs.next_hop_link_local = link_local;
             }
-            announced.push((Arc::new(attrs), v6.into_iter().map(IpNet::V6).collect()));
+            announced.push((Arc::new(attrs), v6));
         }
         Self {
             announced,

@@ -17,6 +17,7 @@ use crate::config::MatchOperator;
 use crate::fsm::{Negotiated, PeerGracefulRestart};
 use crate::packet::{DecodeOptions, Message, decode};
 use crate::rib::wire::encode_announce;
+use crate::speaker::Credit;
 
 const OUR_AS: u32 = 64512;
 const PEER_AS: u32 = 65001;
@@ -434,6 +435,80 @@ async fn without_graceful_restart_each_session_gets_the_table_at_once() {
         vec![(net("10.70.0.0/24"), vec![ip("198.51.100.1")])]
     );
     assert!(out.sweeps.is_empty(), "198.51.100.2 is not up yet");
+}
+
+/// The decoded UPDATEs announcing `prefixes` from `peer`, then the
+/// withdrawal of the first, then End-of-RIB.
+fn feed(peer: &str, prefixes: &[&str]) -> Vec<Update> {
+    let mut attrs = Attrs::local(Vec::new(), Vec::new());
+    attrs.as_path = vec![PEER_AS];
+    attrs.as_path_len = 1;
+    attrs.next_hop = Some(ip(peer));
+    let nets: Vec<IpNet> = prefixes.iter().map(|p| net(p)).collect();
+    let mut messages = Vec::new();
+    for prefix in &nets {
+        encode_announce(Family::Ipv4Unicast, &attrs, &[*prefix], true, &mut messages);
+    }
+    crate::rib::wire::encode_withdraw(Family::Ipv4Unicast, &nets[..1], &mut messages);
+    messages.push(encode_end_of_rib(Family::Ipv4Unicast).unwrap());
+    messages
+        .iter()
+        .map(
+            |bytes| match decode(bytes, &DecodeOptions::default()).unwrap() {
+                Some((Message::Update(update), _)) => update,
+                other => panic!("not an UPDATE: {other:?}"),
+            },
+        )
+        .collect()
+}
+
+#[tokio::test]
+async fn a_batch_of_updates_is_applied_like_the_same_updates_one_at_a_time() {
+    let peer = "198.51.100.1";
+    let prefixes = ["10.70.0.0/24", "10.70.1.0/24", "10.70.2.0/24"];
+    let mut one_by_one = Harness::new(false);
+    let mut batched = Harness::new(false);
+    for h in [&mut one_by_one, &mut batched] {
+        h.set_neighbors(vec![neighbor(peer)]);
+        h.up(peer, Some(false));
+        h.output();
+    }
+    for update in feed(peer, &prefixes) {
+        one_by_one.session(RibMsg::Update {
+            peer: ip(peer),
+            update: Box::new(update),
+        });
+    }
+    batched.session(RibMsg::Updates {
+        peer: ip(peer),
+        updates: feed(peer, &prefixes),
+        credit: Credit::default(),
+    });
+
+    // One decision run for the batch instead of one per UPDATE: the same
+    // end state, without the short-lived announcement of 10.70.0.0/24.
+    let installed = |h: &mut Harness| {
+        let mut fib = BTreeMap::new();
+        for (prefix, hops) in h.output().kernel {
+            fib.insert(prefix, hops);
+        }
+        fib.retain(|_, hops| !hops.is_empty());
+        fib
+    };
+    let expected = installed(&mut one_by_one);
+    assert_eq!(installed(&mut batched), expected);
+    assert_eq!(
+        expected.keys().copied().collect::<Vec<_>>(),
+        vec![net("10.70.1.0/24"), net("10.70.2.0/24")]
+    );
+    assert_eq!(batched.owner.loc_rib(), one_by_one.owner.loc_rib());
+    assert_eq!(batched.owner.stats.updates_in, 5);
+    assert_eq!(
+        batched.owner.stats.updates_in,
+        one_by_one.owner.stats.updates_in
+    );
+    let received = &batched.owner.peers[&ip(peer)].end_of_rib;
+    assert!(received.contains(&Family::Ipv4Unicast));
 }
 
 fn reject(prefix: &str) -> Filter {
