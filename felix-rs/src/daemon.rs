@@ -52,6 +52,7 @@
 
 pub mod health;
 mod msg;
+mod pump;
 pub mod routes;
 mod status;
 #[cfg(test)]
@@ -760,18 +761,18 @@ pub async fn run_with_health(
     };
     let span = tracing::info_span!("felix", node = %config.node);
     let (tx, mut rx) = mpsc::channel(1024);
-    let mut watches = tokio::task::JoinSet::new();
     for kind in WATCHED_KINDS {
-        let stream = store
-            .list_watch((*kind).to_string(), None)
-            .map_err(|source| DaemonError::Watch {
-                kind: (*kind).to_string(),
-                source: Box::new(source),
-            })?;
         let span = tracing::info_span!(parent: &span, "watch", kind);
-        watches.spawn(twill_daemon::forward_watch(kind, stream, tx.clone()).instrument(span));
+        // The threads stop once `rx` is dropped, when this returns.
+        pump::spawn(Arc::clone(store.blocking()), kind, tx.clone(), span).map_err(|source| {
+            DaemonError::Watch {
+                kind: (*kind).to_string(),
+                source: Box::new(twill_store::Error::Task(source.to_string())),
+            }
+        })?;
     }
     drop(tx);
+    let mut watches = tokio::task::JoinSet::new();
     if let Some(listener) = listener {
         let span = tracing::info_span!(parent: &span, "health");
         watches

@@ -164,9 +164,10 @@ impl From<Update> for Prepared {
 #[derive(Debug)]
 pub struct CalcGraph {
     hostname: String,
-    policies: BTreeMap<PolicyKey, Policy>,
+    // Boxed: a map node's empty slots then cost a pointer, not a value.
+    policies: BTreeMap<PolicyKey, Box<Policy>>,
     tiers: BTreeMap<String, TierInfo>,
-    endpoints: BTreeMap<EndpointKey, Endpoint>,
+    endpoints: BTreeMap<EndpointKey, Box<Endpoint>>,
     net_sets: BTreeMap<NetSetKey, NetSet>,
     host_endpoints: BTreeMap<String, HostEndpointInfo>,
     /// The host's interface addresses: address → interface.
@@ -205,15 +206,20 @@ fn prefixed_labels(prefix: &str, name: &str, labels: &Labels, extra: &[&str]) ->
 pub(crate) fn rule_selectors(rule: &PolicyRule) -> Vec<Selector> {
     let mut out = Vec::new();
     for side in [&rule.source, &rule.destination] {
-        out.extend(side.selector.iter().cloned());
-        out.extend(side.not_selector.iter().cloned());
+        out.extend(side.selector.as_deref().cloned());
+        out.extend(side.not_selector.as_deref().cloned());
         if side
             .ports
             .iter()
             .chain(&side.not_ports)
             .any(|p| p.is_named())
         {
-            out.push(side.selector.clone().unwrap_or_else(Selector::all));
+            out.push(
+                side.selector
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(Selector::all),
+            );
         }
     }
     out
@@ -468,7 +474,7 @@ impl CalcGraph {
                 self.changes.locals.extend(selected);
                 self.changes.policies.insert(key.clone());
                 let unsupported = unsupported_error(&key, &policy);
-                self.policies.insert(key, policy);
+                self.policies.insert(key, Box::new(policy));
                 unsupported.map_or(Ok(()), Err)
             }
             Err(e) => {
@@ -494,7 +500,7 @@ impl CalcGraph {
                 }
                 self.changes.policies.insert(key.clone());
                 let unsupported = unsupported_error(&key, &profile);
-                self.policies.insert(key.clone(), profile);
+                self.policies.insert(key.clone(), Box::new(profile));
                 unsupported.map_or(Ok(()), Err)
             }
             Err(e) => Err(e),
@@ -646,7 +652,7 @@ impl CalcGraph {
         self.note_local_events(events);
         let events = self.ipset_index.update_item(member, labels, parents);
         self.note_member_events(events);
-        self.endpoints.insert(key, ep);
+        self.endpoints.insert(key, Box::new(ep));
     }
 
     fn remove_endpoint(&mut self, key: &EndpointKey) {
@@ -833,7 +839,7 @@ impl CalcGraph {
     /// empty: the graph keeps them in its indexes only
     /// ([`CalcGraph::endpoint_labels`]).
     pub fn endpoint(&self, key: &EndpointKey) -> Option<&Endpoint> {
-        self.endpoints.get(key)
+        self.endpoints.get(key).map(Box::as_ref)
     }
 
     /// A workload endpoint's own labels (without inherited namespace and
@@ -851,12 +857,13 @@ impl CalcGraph {
     pub fn local_endpoints(&self) -> impl Iterator<Item = (&EndpointKey, &Endpoint)> {
         self.endpoints
             .iter()
+            .map(|(key, ep)| (key, ep.as_ref()))
             .filter(|(_, ep)| ep.node == self.hostname)
     }
 
     /// A policy by key.
     pub fn policy(&self, key: &PolicyKey) -> Option<&Policy> {
-        self.policies.get(key)
+        self.policies.get(key).map(Box::as_ref)
     }
 
     /// A tier's settings (implicit ones when no Tier resource exists).

@@ -91,21 +91,24 @@ impl fmt::Display for EndpointKey {
 }
 
 /// One side (source or destination) of a rule, with selectors scoped.
+/// Every policy's rules stay in memory, two sides each, and most fields
+/// are empty: lists are boxed slices (no spare capacity field) and the
+/// selectors boxed.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct EntityMatch {
     /// Addresses the side must be in (any of).
-    pub nets: Vec<IpNet>,
+    pub nets: Box<[IpNet]>,
     /// Addresses the side must not be in.
-    pub not_nets: Vec<IpNet>,
+    pub not_nets: Box<[IpNet]>,
     /// Endpoints/network sets the side must be one of: the rule's selector
     /// ANDed with its namespace and service-account restrictions.
-    pub selector: Option<Selector>,
+    pub selector: Option<Box<Selector>>,
     /// Endpoints/network sets the side must not be one of.
-    pub not_selector: Option<Selector>,
+    pub not_selector: Option<Box<Selector>>,
     /// Ports (numbers, ranges, names) the side must use (any of).
-    pub ports: Vec<Port>,
+    pub ports: Box<[Port]>,
     /// Ports the side must not use.
-    pub not_ports: Vec<Port>,
+    pub not_ports: Box<[Port]>,
 }
 
 /// A rule with parsed nets and scoped selectors.
@@ -553,18 +556,18 @@ fn convert_entity(
     let not_selector = if entity.not_selector.is_empty() {
         None
     } else {
-        Some(parse_selector(
+        Some(Box::new(parse_selector(
             &format!("{field}.notSelector"),
             &entity.not_selector,
-        )?)
+        )?))
     };
     Ok(EntityMatch {
-        nets: parse_nets(&format!("{field}.nets"), &entity.nets)?,
-        not_nets: parse_nets(&format!("{field}.notNets"), &entity.not_nets)?,
-        selector,
+        nets: parse_nets(&format!("{field}.nets"), &entity.nets)?.into(),
+        not_nets: parse_nets(&format!("{field}.notNets"), &entity.not_nets)?.into(),
+        selector: selector.map(Box::new),
         not_selector,
-        ports: entity.ports.clone(),
-        not_ports: entity.not_ports.clone(),
+        ports: entity.ports.as_slice().into(),
+        not_ports: entity.not_ports.as_slice().into(),
     })
 }
 
@@ -943,4 +946,20 @@ pub fn convert_host_endpoint(
         profiles: spec.profiles.clone(),
         resolved_interface: String::new(),
     })
+}
+
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Every policy keeps its rules in memory (30,000 rules at 10,000
+    /// policies) and most of a side's fields are empty: each is a pointer
+    /// (four boxed slices of two words, two boxed selectors of one), with
+    /// nothing inline.
+    #[test]
+    fn a_rule_side_holds_only_pointers() {
+        let word = std::mem::size_of::<usize>();
+        assert_eq!(std::mem::size_of::<EntityMatch>(), 10 * word);
+        assert_eq!(std::mem::size_of::<Option<Box<Selector>>>(), word);
+    }
 }

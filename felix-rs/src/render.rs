@@ -811,7 +811,10 @@ impl Renderer<'_> {
                     }
                 }
             }
-            for (sel, op) in [(&side.selector, ""), (&side.not_selector, "!= ")] {
+            for (sel, op) in [
+                (side.selector.as_deref(), ""),
+                (side.not_selector.as_deref(), "!= "),
+            ] {
                 if let Some(sel) = sel {
                     let set = self.selector_set(f, sel);
                     fixed.push(format!("{addr} {op}@{set}"));
@@ -819,7 +822,11 @@ impl Renderer<'_> {
             }
             for port in &side.not_ports {
                 let Port::Named(port) = port else { continue };
-                let selector = side.selector.clone().unwrap_or_else(Selector::all);
+                let selector = side
+                    .selector
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(Selector::all);
                 let proto = protocol.map(Protocol::number);
                 let set = self.named_port_set(f, selector, proto, port);
                 fixed.push(format!("{addr} . meta l4proto . {port_kw} != @{set}"));
@@ -848,7 +855,11 @@ impl Renderer<'_> {
             let addr = format!("{} {dir}addr", f.addr());
             for port in &side.ports {
                 let Port::Named(port) = port else { continue };
-                let selector = side.selector.clone().unwrap_or_else(Selector::all);
+                let selector = side
+                    .selector
+                    .as_deref()
+                    .cloned()
+                    .unwrap_or_else(Selector::all);
                 let proto = protocol.map(Protocol::number);
                 let set = self.named_port_set(f, selector, proto, port);
                 alternatives.push(vec![format!("{addr} . meta l4proto . {port_kw} @{set}")]);

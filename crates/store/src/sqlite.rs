@@ -475,6 +475,64 @@ impl SqliteStore {
         self.shared.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The objects of `kind` (in `namespace`, or all) with their bodies as
+    /// text, ordered, and the revision they were read at; with `release`,
+    /// the reader's page cache is freed afterwards.
+    fn list_rows(
+        &self,
+        kind: &str,
+        namespace: Option<&str>,
+        release: bool,
+    ) -> Result<(Revision, Vec<TextObject>)> {
+        let path = &self.shared.path;
+        let mut conn = self.reader();
+        // One read transaction: the items and the revision are one snapshot.
+        let tx = conn.transaction().map_err(|e| sql_error(path, "list", e))?;
+        let revision = read_meta(&tx, path, "revision")?;
+        let rows: Vec<(String, String, i64, String)> = {
+            let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &namespace {
+                Some(ns) => (
+                    "SELECT namespace, name, revision, value FROM objects
+                     WHERE kind = ?1 AND namespace = ?2 ORDER BY namespace, name",
+                    vec![&kind, ns],
+                ),
+                None => (
+                    "SELECT namespace, name, revision, value FROM objects
+                     WHERE kind = ?1 ORDER BY namespace, name",
+                    vec![&kind],
+                ),
+            };
+            let mut stmt = tx
+                .prepare_cached(sql)
+                .map_err(|e| sql_error(path, "list", e))?;
+            stmt.query_map(args.as_slice(), |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(|e| sql_error(path, "list", e))?
+        };
+        tx.finish().map_err(|e| sql_error(path, "list", e))?;
+        if release {
+            // Only memory is at stake: a failure leaves the cache as it was.
+            if let Err(error) = conn.execute_batch("PRAGMA shrink_memory") {
+                debug!(%error, "cannot release the reader's page cache");
+            }
+        }
+        let items = rows
+            .into_iter()
+            .map(|(ns, name, revision, body)| TextObject {
+                key: Key {
+                    kind: kind.to_owned(),
+                    namespace: namespace_from_column(ns),
+                    name,
+                },
+                revision: from_sql_revision(revision),
+                body,
+            })
+            .collect();
+        Ok((from_sql_revision(revision), items))
+    }
+
     /// Runs `f` in a `BEGIN IMMEDIATE` transaction and wakes watchers after
     /// the commit, and the checkpoint thread if the WAL holds
     /// [`CHECKPOINT_FRAMES`] or more frames (see the module docs).
@@ -825,7 +883,7 @@ impl Datastore for SqliteStore {
     }
 
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<List> {
-        let (revision, items) = self.list_text(kind, namespace)?;
+        let (revision, items) = self.list_rows(kind, namespace, false)?;
         let items = items
             .into_iter()
             .map(|text| {
@@ -840,52 +898,15 @@ impl Datastore for SqliteStore {
         Ok(List { items, revision })
     }
 
+    /// A list's consumer decodes each object and drops it: the pages it
+    /// read are of no further use, so the reader's page cache (up to 2 MB,
+    /// of the whole kind) is released rather than kept for later gets.
     fn list_text(
         &self,
         kind: &str,
         namespace: Option<&str>,
     ) -> Result<(Revision, Vec<TextObject>)> {
-        let path = &self.shared.path;
-        let mut conn = self.reader();
-        // One read transaction: the items and the revision are one snapshot.
-        let tx = conn.transaction().map_err(|e| sql_error(path, "list", e))?;
-        let revision = read_meta(&tx, path, "revision")?;
-        let rows: Vec<(String, String, i64, String)> = {
-            let (sql, args): (&str, Vec<&dyn rusqlite::ToSql>) = match &namespace {
-                Some(ns) => (
-                    "SELECT namespace, name, revision, value FROM objects
-                     WHERE kind = ?1 AND namespace = ?2 ORDER BY namespace, name",
-                    vec![&kind, ns],
-                ),
-                None => (
-                    "SELECT namespace, name, revision, value FROM objects
-                     WHERE kind = ?1 ORDER BY namespace, name",
-                    vec![&kind],
-                ),
-            };
-            let mut stmt = tx
-                .prepare_cached(sql)
-                .map_err(|e| sql_error(path, "list", e))?;
-            stmt.query_map(args.as_slice(), |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })
-            .and_then(|rows| rows.collect())
-            .map_err(|e| sql_error(path, "list", e))?
-        };
-        tx.finish().map_err(|e| sql_error(path, "list", e))?;
-        let items = rows
-            .into_iter()
-            .map(|(ns, name, revision, body)| TextObject {
-                key: Key {
-                    kind: kind.to_owned(),
-                    namespace: namespace_from_column(ns),
-                    name,
-                },
-                revision: from_sql_revision(revision),
-                body,
-            })
-            .collect();
-        Ok((from_sql_revision(revision), items))
+        self.list_rows(kind, namespace, true)
     }
 
     fn watch(

@@ -1,9 +1,9 @@
-//! What the watch tasks hand the owner task: datastore objects decoded and
-//! converted where they were listed, so the owner only indexes them.
+//! What the watch threads hand the owner task: datastore objects decoded
+//! and converted where they were listed, so the owner only indexes them.
 
 use twill_api::felix::FelixConfigurationSpec;
 use twill_api::{Resource, Spec};
-use twill_store::{Key, Object};
+use twill_store::{Key, Object, TextObject};
 
 use crate::graph::Prepared;
 use crate::model::Update;
@@ -22,15 +22,20 @@ pub struct Item {
 
 impl Item {
     fn decode(object: Object) -> Self {
-        let resource = Resource::from_json(object.value)
-            .map(Decoded::from_resource)
-            .map_err(|violations| {
-                violations
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            });
+        Self {
+            resource: decode(object.value),
+            key: object.key,
+            revision: object.revision.0,
+        }
+    }
+
+    /// Decodes and converts an object listed as text; its text and JSON
+    /// value are dropped here. A body that is not JSON is an object that
+    /// does not decode.
+    pub(super) fn decode_text(object: TextObject) -> Self {
+        let resource = serde_json::from_str(&object.body)
+            .map_err(|error| format!("the stored body is not JSON: {error}"))
+            .and_then(decode);
         Self {
             key: object.key,
             revision: object.revision.0,
@@ -39,8 +44,21 @@ impl Item {
     }
 }
 
+/// A resource's JSON decoded and converted, or why it does not decode.
+fn decode(value: serde_json::Value) -> Result<Decoded, String> {
+    Resource::from_json(value)
+        .map(Decoded::from_resource)
+        .map_err(|violations| {
+            violations
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; ")
+        })
+}
+
 /// What the owner task keeps of a decoded resource: for the graph, the
-/// update already converted (on the watch task, in parallel with the
+/// update already converted (on the watch thread, in parallel with the
 /// owner); for configuration, the spec. The resource itself is dropped
 /// where it was decoded.
 #[derive(Debug)]

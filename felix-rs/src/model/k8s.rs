@@ -58,11 +58,13 @@ fn peer_entity(field: &str, peer: &net::NetworkPolicyPeer, ns: &str) -> Result<E
             nets: parse_nets(
                 &format!("{field}.ipBlock.cidr"),
                 std::slice::from_ref(&block.cidr),
-            )?,
+            )?
+            .into(),
             not_nets: parse_nets(
                 &format!("{field}.ipBlock.except"),
                 block.except.as_deref().unwrap_or_default(),
-            )?,
+            )?
+            .into(),
             ..EntityMatch::default()
         });
     }
@@ -85,7 +87,7 @@ fn peer_entity(field: &str, peer: &net::NetworkPolicyPeer, ns: &str) -> Result<E
     };
     let selector = scope.and(&expr_selector(field, Expr::and(vec![is_pod(), pods]))?);
     Ok(EntityMatch {
-        selector: Some(selector),
+        selector: Some(Box::new(selector)),
         ..EntityMatch::default()
     })
 }
@@ -170,14 +172,14 @@ fn rules(
     for peer in &peers {
         for (protocol, ports) in &groups {
             let dst_ports = EntityMatch {
-                ports: ports.clone(),
+                ports: ports.as_slice().into(),
                 ..EntityMatch::default()
             };
             let (source, destination) = if ingress {
                 (peer.clone(), dst_ports)
             } else {
                 let mut dst = peer.clone();
-                dst.ports = ports.clone();
+                dst.ports = ports.as_slice().into();
                 (EntityMatch::default(), dst)
             };
             out.push(PolicyRule {

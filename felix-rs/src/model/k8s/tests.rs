@@ -130,9 +130,9 @@ fn ip_blocks_become_nets_with_except_as_not_nets() {
     );
     assert!(policy.egress_enabled);
     let dst = &policy.egress[0].destination;
-    assert_eq!(dst.nets, ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
+    assert_eq!(*dst.nets, ["10.0.0.0/8".parse::<ipnet::IpNet>().unwrap()]);
     assert_eq!(
-        dst.not_nets,
+        *dst.not_nets,
         ["10.1.0.0/16".parse::<ipnet::IpNet>().unwrap()]
     );
     assert!(dst.selector.is_none());
