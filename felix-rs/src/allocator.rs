@@ -4,9 +4,11 @@
 //! drift check (the kernel's JSON listing of the table) would otherwise
 //! stay in the resident set for good. Transparent huge pages are off for
 //! the heap: with them, a few live objects keep a whole 2 MiB page
-//! resident (some 20 MB of the RSS at 10,000 policies). mimalloc reads its
-//! options from the environment before `main` runs, so the binary
-//! re-executes itself once with them set.
+//! resident (some 20 MB of the RSS at 10,000 policies). SQLite, in C,
+//! allocates through glibc's malloc, which would give each watch thread an
+//! arena of its own; one arena is enough for its small buffers (about 1 MB
+//! less). Both allocators read their options from the environment before
+//! `main` runs, so the binary re-executes itself once with them set.
 
 use std::ffi::OsString;
 
@@ -19,8 +21,15 @@ pub const PURGE_DELAY_VAR: &str = "MIMALLOC_PURGE_DELAY";
 /// pages (`madvise`), which a sparsely used heap would hold whole.
 pub const ALLOW_THP_VAR: &str = "MIMALLOC_ALLOW_THP";
 
+/// The variable that caps glibc's malloc arenas (used by SQLite only).
+pub const GLIBC_ARENAS_VAR: &str = "MALLOC_ARENA_MAX";
+
 /// Every setting the binary wants, with its value.
-pub const SETTINGS: [(&str, &str); 2] = [(PURGE_DELAY_VAR, "0"), (ALLOW_THP_VAR, "0")];
+pub const SETTINGS: [(&str, &str); 3] = [
+    (PURGE_DELAY_VAR, "0"),
+    (ALLOW_THP_VAR, "0"),
+    (GLIBC_ARENAS_VAR, "1"),
+];
 
 /// The environment the allocator wants that `current` lacks: an empty
 /// list when every setting is already present (set by the operator, or
@@ -69,13 +78,24 @@ mod tests {
         type Setting = (&'static str, &'static str);
         let purge = (PURGE_DELAY_VAR, "0");
         let thp = (ALLOW_THP_VAR, "0");
+        let arenas = (GLIBC_ARENAS_VAR, "1");
         let cases: [(&[Setting], Vec<Setting>); 5] = [
-            (&[], vec![purge, thp]),
-            (&[(PURGE_DELAY_VAR, "0")], vec![thp]),
-            (&[(ALLOW_THP_VAR, "0")], vec![purge]),
-            (&[(PURGE_DELAY_VAR, "0"), (ALLOW_THP_VAR, "0")], vec![]),
+            (&[], vec![purge, thp, arenas]),
+            (&[(PURGE_DELAY_VAR, "0")], vec![thp, arenas]),
+            (
+                &[(ALLOW_THP_VAR, "0"), (GLIBC_ARENAS_VAR, "4")],
+                vec![purge],
+            ),
+            (&[purge, thp, arenas], vec![]),
             // An operator's own values win.
-            (&[(PURGE_DELAY_VAR, "250"), (ALLOW_THP_VAR, "1")], vec![]),
+            (
+                &[
+                    (PURGE_DELAY_VAR, "250"),
+                    (ALLOW_THP_VAR, "1"),
+                    (GLIBC_ARENAS_VAR, "8"),
+                ],
+                vec![],
+            ),
         ];
         for (environment, expected) in cases {
             let current = |name: &str| {
