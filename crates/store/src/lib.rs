@@ -120,7 +120,7 @@ use serde::{Deserialize, Serialize};
 
 pub use async_store::{AsyncDatastore, WatchStream};
 pub use error::{Error, Result};
-pub use list_watch::{ListWatchEvent, ListWatcher};
+pub use list_watch::{ListWatchEvent, ListWatcher, Listing, TextList};
 pub use memory::MemoryStore;
 pub use sqlite::{Durability, SqliteOptions, SqliteStore};
 pub use typed::{DatastoreExt, Versioned};

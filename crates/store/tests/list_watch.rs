@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use twill_store::{
-    AsyncDatastore, Datastore, Key, ListWatchEvent, ListWatcher, MemoryStore, Precondition,
-    Revision, SqliteStore, WatchEvent,
+    AsyncDatastore, Datastore, Key, ListWatchEvent, ListWatcher, Listing, MemoryStore,
+    Precondition, Revision, SqliteStore, TextList, WatchEvent,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -44,7 +44,9 @@ fn backends() -> Vec<Backend> {
     ]
 }
 
-fn next_non_bookmark<S: Datastore>(watcher: &mut ListWatcher<S>) -> ListWatchEvent {
+fn next_non_bookmark<S: Datastore, L: Listing>(
+    watcher: &mut ListWatcher<S, L>,
+) -> ListWatchEvent<L> {
     loop {
         match watcher.next_timeout(WAIT).expect("list-watch") {
             Some(ListWatchEvent::Change(WatchEvent::Bookmark(_))) => {}
@@ -74,6 +76,34 @@ fn starts_with_a_snapshot_then_streams_changes() {
             "{name}"
         );
         assert_eq!(watcher.relists(), 0, "{name}");
+    }
+}
+
+#[test]
+fn a_text_watcher_lists_bodies_as_text_then_streams_the_same_changes() {
+    for Backend { name, store, .. } in backends() {
+        let a = store
+            .create(&Key::cluster("IPPool", "a"), &json!({"v": 1}))
+            .expect("create");
+        let mut watcher = ListWatcher::text(Arc::clone(&store), "IPPool", None);
+        match next_non_bookmark(&mut watcher) {
+            ListWatchEvent::Snapshot(TextList { items, revision }) => {
+                assert_eq!(revision, a.revision, "{name}");
+                assert_eq!(items.len(), 1, "{name}");
+                assert_eq!(items[0].key, a.key, "{name}");
+                let body: serde_json::Value = serde_json::from_str(&items[0].body).expect("json");
+                assert_eq!(body, a.value, "{name}");
+            }
+            other => panic!("{name}: expected a snapshot, got {other:?}"),
+        }
+        let b = store
+            .create(&Key::cluster("IPPool", "b"), &json!(2))
+            .expect("create");
+        assert_eq!(
+            next_non_bookmark(&mut watcher),
+            ListWatchEvent::Change(WatchEvent::Added(b)),
+            "{name}"
+        );
     }
 }
 

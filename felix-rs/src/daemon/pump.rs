@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 use twill_daemon::WatchMsg;
-use twill_store::{Datastore, Error, Result, Revision, Watch, WatchEvent};
+use twill_store::{Datastore, ListWatchEvent, ListWatcher, Result, TextList, WatchEvent};
 
 use super::{FelixMsg, Item};
 
@@ -47,23 +47,18 @@ pub(super) fn spawn(
         .map(drop)
 }
 
-/// One kind's list-then-watch.
+/// One kind's list-then-watch ([`ListWatcher`], snapshots as text), its
+/// events turned into the owner's messages.
 struct Pump {
-    store: Arc<dyn Datastore>,
     kind: &'static str,
-    watch: Option<Box<dyn Watch>>,
-    /// The last revision delivered; `None` until the first snapshot and
-    /// after a compaction (both need a list).
-    position: Option<Revision>,
+    watcher: ListWatcher<Arc<dyn Datastore>, TextList>,
 }
 
 impl Pump {
     fn new(store: Arc<dyn Datastore>, kind: &'static str) -> Self {
         Self {
-            store,
             kind,
-            watch: None,
-            position: None,
+            watcher: ListWatcher::text(store, kind, None),
         }
     }
 
@@ -85,50 +80,22 @@ impl Pump {
         }
     }
 
-    /// Waits up to `timeout` for the next message. A watch overtaken by
-    /// compaction is repaired here: the message is then a new snapshot.
-    /// After any other failure the next call resumes from the last
-    /// revision delivered (or lists).
+    /// Waits up to `timeout` for the next message: a snapshot (first, and
+    /// after a relist), a change, or nothing (a quiet wait or a bookmark).
     fn next(&mut self, timeout: Duration) -> Result<Option<FelixMsg>> {
-        match self.step(timeout) {
-            Err(Error::Compacted { requested, oldest }) => {
-                tracing::warn!(%requested, %oldest, "watch overtaken by compaction; relisting");
-                self.watch = None;
-                self.position = None;
-                self.step(timeout)
-            }
-            Err(error) => {
-                self.watch = None;
-                Err(error)
-            }
-            ok => ok,
-        }
-    }
-
-    fn step(&mut self, timeout: Duration) -> Result<Option<FelixMsg>> {
         let kind = self.kind;
-        let Some(position) = self.position else {
-            let (revision, texts) = self.store.list_text(kind, None)?;
-            tracing::debug!(%revision, objects = texts.len(), "listed");
-            let items = texts.into_iter().map(Item::decode_text).collect();
-            self.watch = Some(self.store.watch(kind, None, revision)?);
-            self.position = Some(revision);
-            return Ok(Some(FelixMsg::Snapshot { kind, items }));
-        };
-        let watch = match &mut self.watch {
-            Some(watch) => watch,
-            None => self.watch.insert(self.store.watch(kind, None, position)?),
-        };
-        let Some(event) = watch.next_timeout(timeout)? else {
-            return Ok(None);
-        };
-        self.position = Some(event.revision());
-        Ok(match event {
-            WatchEvent::Added(object) | WatchEvent::Modified(object) => {
-                Some(FelixMsg::upserted(kind, object))
+        Ok(match self.watcher.next_timeout(timeout)? {
+            Some(ListWatchEvent::Snapshot(list)) => Some(FelixMsg::Snapshot {
+                kind,
+                items: list.items.into_iter().map(Item::decode_text).collect(),
+            }),
+            Some(ListWatchEvent::Change(
+                WatchEvent::Added(object) | WatchEvent::Modified(object),
+            )) => Some(FelixMsg::upserted(kind, object)),
+            Some(ListWatchEvent::Change(WatchEvent::Deleted(object))) => {
+                Some(FelixMsg::deleted(kind, object))
             }
-            WatchEvent::Deleted(object) => Some(FelixMsg::deleted(kind, object)),
-            WatchEvent::Bookmark(_) => None,
+            Some(ListWatchEvent::Change(WatchEvent::Bookmark(_))) | None => None,
         })
     }
 }
