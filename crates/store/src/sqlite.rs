@@ -377,6 +377,16 @@ pub(crate) fn parse_body(key: &Key, text: &str) -> Result<serde_json::Value> {
     })
 }
 
+/// A stored object with its body parsed.
+fn parsed(text: TextObject) -> Result<Object> {
+    let value = parse_body(&text.key, &text.body)?;
+    Ok(Object {
+        key: text.key,
+        revision: text.revision,
+        value,
+    })
+}
+
 impl SqliteStore {
     /// Opens (creating if needed) the store at `path` with default options.
     ///
@@ -871,30 +881,12 @@ impl Datastore for SqliteStore {
     }
 
     fn get(&self, key: &Key) -> Result<Object> {
-        key.validate()?;
-        let path = &self.shared.path;
-        let row = Self::current_in(&self.reader(), path, key, "get")?;
-        let (revision, body) = row.ok_or_else(|| Error::NotFound { key: key.clone() })?;
-        Ok(Object {
-            key: key.clone(),
-            revision: from_sql_revision(revision),
-            value: parse_body(key, &body)?,
-        })
+        parsed(self.get_text(key)?)
     }
 
     fn list(&self, kind: &str, namespace: Option<&str>) -> Result<List> {
         let (revision, items) = self.list_rows(kind, namespace, false)?;
-        let items = items
-            .into_iter()
-            .map(|text| {
-                let value = parse_body(&text.key, &text.body)?;
-                Ok(Object {
-                    key: text.key,
-                    revision: text.revision,
-                    value,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        let items = items.into_iter().map(parsed).collect::<Result<Vec<_>>>()?;
         Ok(List { items, revision })
     }
 
