@@ -485,37 +485,26 @@ impl<S: IndexId, I: IndexId, P: IndexId> LabelIndex<S, I, P> {
     /// An item's effective labels (own labels plus inherited ones).
     pub fn effective_labels(&self, id: &I) -> Option<BTreeMap<String, String>> {
         let slot = self.items.slot(id)?;
-        Some(
-            self.items
-                .value(slot)
-                .effective
-                .iter()
-                .map(|&(k, v)| {
-                    (
-                        self.syms.resolve(k).to_string(),
-                        self.syms.resolve(v).to_string(),
-                    )
-                })
-                .collect(),
-        )
+        Some(self.resolve_labels(&self.items.value(slot).effective))
     }
 
     /// An item's own labels, as last given to [`LabelIndex::update_item`].
     pub fn own_labels(&self, id: &I) -> Option<BTreeMap<String, String>> {
         let slot = self.items.slot(id)?;
-        Some(
-            self.items
-                .value(slot)
-                .own
-                .iter()
-                .map(|&(k, v)| {
-                    (
-                        self.syms.resolve(k).to_string(),
-                        self.syms.resolve(v).to_string(),
-                    )
-                })
-                .collect(),
-        )
+        Some(self.resolve_labels(&self.items.value(slot).own))
+    }
+
+    /// Interned labels as strings.
+    fn resolve_labels(&self, labels: &SymLabels) -> BTreeMap<String, String> {
+        labels
+            .iter()
+            .map(|&(k, v)| {
+                (
+                    self.syms.resolve(k).to_string(),
+                    self.syms.resolve(v).to_string(),
+                )
+            })
+            .collect()
     }
 
     /// The selector stored under `id`.
