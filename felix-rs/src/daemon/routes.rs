@@ -202,6 +202,19 @@ fn decode_object<S: Spec>(value: &serde_json::Value) -> Option<twill_api::Object
     serde_json::from_value::<twill_api::Object<S>>(value).ok()
 }
 
+/// Keeps `value` under `key`, or removes `key` when there is none (the
+/// object no longer decodes, or no longer concerns this node).
+fn keep<K: Ord, V>(map: &mut BTreeMap<K, V>, key: K, value: Option<V>) {
+    match value {
+        Some(value) => {
+            map.insert(key, value);
+        }
+        None => {
+            map.remove(&key);
+        }
+    }
+}
+
 /// Decodes a stored object of Calico shape into its spec.
 fn decode<S: Spec>(value: &serde_json::Value) -> Option<S> {
     decode_object(value).map(|o| o.spec)
@@ -271,17 +284,10 @@ impl Router {
         match kind {
             WorkloadEndpointSpec::STORE_KIND => {
                 let id = (item.key.namespace.clone().unwrap_or_default(), name);
-                match decode_object::<WorkloadEndpointSpec>(&item.value)
+                let endpoint = decode_object::<WorkloadEndpointSpec>(&item.value)
                     .filter(|w| w.spec.node == self.model.node)
-                    .and_then(|w: WorkloadEndpoint| LocalEndpoint::from_workload(&w))
-                {
-                    Some(endpoint) => {
-                        self.model.endpoints.insert(id, endpoint);
-                    }
-                    None => {
-                        self.model.endpoints.remove(&id);
-                    }
-                }
+                    .and_then(|w: WorkloadEndpoint| LocalEndpoint::from_workload(&w));
+                keep(&mut self.model.endpoints, id, endpoint);
             }
             NodeSpec::STORE_KIND => match decode::<NodeSpec>(&item.value) {
                 Some(spec) => {
@@ -296,56 +302,24 @@ impl Router {
                 None => self.on_deleted(kind, &item.key),
             },
             IPPoolSpec::STORE_KIND => {
-                match decode::<IPPoolSpec>(&item.value).and_then(|p| PoolInfo::from_spec(&p)) {
-                    Some(pool) => {
-                        self.model.pools.insert(name, pool);
-                    }
-                    None => {
-                        self.model.pools.remove(&name);
-                    }
-                }
+                let pool = decode::<IPPoolSpec>(&item.value).and_then(|p| PoolInfo::from_spec(&p));
+                keep(&mut self.model.pools, name, pool);
             }
             BlockAffinitySpec::STORE_KIND => {
-                match decode::<BlockAffinitySpec>(&item.value).and_then(|a| routing::affinity(&a)) {
-                    Some(affinity) => {
-                        self.model.affinities.insert(name, affinity);
-                    }
-                    None => {
-                        self.model.affinities.remove(&name);
-                    }
-                }
+                let affinity =
+                    decode::<BlockAffinitySpec>(&item.value).and_then(|a| routing::affinity(&a));
+                keep(&mut self.model.affinities, name, affinity);
             }
             FelixConfigurationSpec::STORE_KIND => {
-                match decode::<FelixConfigurationSpec>(&item.value) {
-                    Some(spec) => {
-                        self.felix_configs.insert(name, spec);
-                    }
-                    None => {
-                        self.felix_configs.remove(&name);
-                    }
-                }
+                keep(&mut self.felix_configs, name, decode(&item.value));
                 self.refresh_settings();
             }
             BGPConfigurationSpec::STORE_KIND => {
-                match decode::<BGPConfigurationSpec>(&item.value) {
-                    Some(spec) => {
-                        self.bgp_configs.insert(name, spec);
-                    }
-                    None => {
-                        self.bgp_configs.remove(&name);
-                    }
-                }
+                keep(&mut self.bgp_configs, name, decode(&item.value));
                 self.refresh_peering();
             }
             BGPPeerSpec::STORE_KIND => {
-                match decode::<BGPPeerSpec>(&item.value) {
-                    Some(spec) => {
-                        self.bgp_peers.insert(name, spec);
-                    }
-                    None => {
-                        self.bgp_peers.remove(&name);
-                    }
-                }
+                keep(&mut self.bgp_peers, name, decode(&item.value));
                 self.refresh_peering();
             }
             _ => {}
