@@ -93,14 +93,19 @@ pub(crate) const CHECKPOINT_FRAMES: i32 = 4000;
 /// How long a checkpoint waits at most for other writers and for readers of
 /// older snapshots. It holds the write lock while it waits for readers, so
 /// this bounds the stall a slow reader can cause; a checkpoint that gives up
-/// keeps what it copied and is tried again after a later commit, at most
-/// once per [`CHECKPOINT_BACKOFF`].
+/// keeps what it copied and is tried again after a later commit, once the
+/// checkpoint thread has rested (see [`CHECKPOINT_REST`]).
 const CHECKPOINT_WAIT: Duration = Duration::from_millis(50);
 
 /// How long the checkpoint thread rests after a checkpoint that could not
-/// complete (a reader kept an old snapshot), so that a long reader costs
-/// writers at most [`CHECKPOINT_WAIT`] per rest rather than per commit.
-const CHECKPOINT_BACKOFF: Duration = Duration::from_secs(1);
+/// complete: the first rest, doubled after each further failure up to
+/// [`CHECKPOINT_REST_MAX`], and reset by a checkpoint that completes. A
+/// checkpoint that merely lost the race for the write lock to another
+/// process's writers is soon tried again, so the WAL stays near its bound;
+/// a reader that keeps an old snapshot for long costs writers at most
+/// [`CHECKPOINT_WAIT`] per second.
+const CHECKPOINT_REST: Duration = Duration::from_millis(10);
+const CHECKPOINT_REST_MAX: Duration = Duration::from_secs(1);
 
 /// Event type codes in the `events` table.
 pub(crate) const EVENT_ADDED: i64 = 0;
@@ -185,7 +190,10 @@ pub struct SqliteStore {
 struct Shared {
     path: PathBuf,
     options: SqliteOptions,
-    writer: Mutex<Connection>,
+    /// Shared with the checkpoint thread, which holds it while it
+    /// checkpoints so that this store's own writes do not race it for the
+    /// write lock.
+    writer: Arc<Mutex<Connection>>,
     reader: Mutex<Connection>,
     notifier: Arc<Notifier>,
     /// The WAL's frame count after the writer's last commit (from its WAL
@@ -200,9 +208,16 @@ struct Shared {
 }
 
 /// The checkpoint thread: one `RESTART` checkpoint per wake-up, on a
-/// connection of its own opened at the first one.
-fn run_checkpoints(path: &Path, options: &SqliteOptions, wake: &Receiver<()>) {
+/// connection of its own opened at the first one, with `writer` (the
+/// store's writing connection) held meanwhile.
+fn run_checkpoints(
+    path: &Path,
+    options: &SqliteOptions,
+    writer: &Mutex<Connection>,
+    wake: &Receiver<()>,
+) {
     let mut conn: Option<Connection> = None;
+    let mut rest = CHECKPOINT_REST;
     while wake.recv().is_ok() {
         let conn = match conn.as_mut() {
             Some(conn) => conn,
@@ -225,14 +240,20 @@ fn run_checkpoints(path: &Path, options: &SqliteOptions, wake: &Receiver<()>) {
         // RESTART waits for other writers and for readers of older
         // snapshots, copies the WAL into the database and syncs it; the
         // next writer then rewinds the WAL.
-        match conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::RESTART) {
+        let checkpointed = {
+            let _writes_held = writer.lock().unwrap_or_else(|p| p.into_inner());
+            conn.wal_checkpoint_v2(None::<&str>, CheckpointMode::RESTART)
+        };
+        match checkpointed {
             Ok((frames, copied)) => {
                 let elapsed = started.elapsed();
                 debug!(frames, copied, ?elapsed, "checkpointed the wal");
+                rest = CHECKPOINT_REST;
             }
             Err(e) => {
-                debug!(error = %e, "wal checkpoint did not complete");
-                std::thread::sleep(CHECKPOINT_BACKOFF);
+                debug!(error = %e, ?rest, "wal checkpoint did not complete");
+                std::thread::sleep(rest);
+                rest = (rest * 2).min(CHECKPOINT_REST_MAX);
             }
         }
     }
@@ -423,11 +444,13 @@ impl SqliteStore {
         // One pending wake-up is enough: more commits in the meantime need
         // the same checkpoint.
         let (checkpoint, wake) = sync_channel(1);
+        let writer = Arc::new(Mutex::new(writer));
         let thread_path = path.clone();
         let thread_options = options.clone();
+        let thread_writer = Arc::clone(&writer);
         std::thread::Builder::new()
             .name("twill-checkpoint".into())
-            .spawn(move || run_checkpoints(&thread_path, &thread_options, &wake))
+            .spawn(move || run_checkpoints(&thread_path, &thread_options, &thread_writer, &wake))
             .map_err(|source| Error::Thread {
                 path: path.clone(),
                 source,
@@ -436,7 +459,7 @@ impl SqliteStore {
             shared: Arc::new(Shared {
                 path,
                 options,
-                writer: Mutex::new(writer),
+                writer,
                 reader: Mutex::new(reader),
                 notifier: Arc::new(Notifier::default()),
                 wal_frames,

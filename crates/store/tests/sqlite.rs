@@ -330,8 +330,8 @@ fn reader_holding_an_old_snapshot_stalls_writes_for_at_most_a_checkpoint_wait() 
     }
     let total = started.elapsed();
     // Each checkpoint attempt may hold the write lock for 50 ms waiting for
-    // the reader, then the checkpoint thread rests for a second; the busy
-    // timeout (10 s) never comes into play.
+    // the reader, then the checkpoint thread rests (10 ms, doubling up to a
+    // second); the busy timeout (10 s) never comes into play.
     assert!(
         slowest < Duration::from_secs(2),
         "slowest write {slowest:?}"
