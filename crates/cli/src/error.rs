@@ -106,6 +106,16 @@ pub enum CliError {
         /// The rules broken.
         reasons: String,
     },
+    /// An IPPool's `spec.cidr` overlaps another pool's, one stored or one
+    /// earlier in the same command, as calicoctl refuses it.
+    #[error("{overlap}; IPPool CIDRs must not overlap{written}")]
+    PoolOverlap {
+        /// The two pools, their CIDRs and how they overlap (boxed: it is
+        /// the largest error).
+        overlap: Box<crate::resources::pools::Overlap>,
+        /// What this means for the command's files.
+        written: Unwritten,
+    },
     /// `metadata.resourceVersion` in a manifest is not a revision.
     #[error(
         "{resource}: metadata.resourceVersion {value:?} is not a revision of this datastore (a number); remove it or copy it from `twill get -o yaml`"
@@ -163,6 +173,7 @@ impl CliError {
             Self::AlreadyExists { .. }
             | Self::NotFound { .. }
             | Self::Conflict { .. }
+            | Self::PoolOverlap { .. }
             | Self::LabelPresent { .. } => Status::Refused,
             Self::Corrupt { .. } | Self::Format(_) | Self::Store(_) => Status::Datastore,
         }

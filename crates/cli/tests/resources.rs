@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
 use twill_cli::resources::kinds;
+use twill_store::{Datastore, SqliteStore};
 
 struct Cluster {
     dir: tempfile::TempDir,
@@ -606,4 +607,156 @@ fn completion_scripts_name_the_commands() {
             assert!(script.contains(word), "{shell} script lacks {word}");
         }
     }
+}
+
+/// The store's revision and every stored IPPool as `name cidr`, read
+/// straight from the datastore file.
+fn pool_state(cluster: &Cluster) -> (u64, Vec<String>) {
+    let store = SqliteStore::open(cluster.db()).expect("open datastore");
+    let revision = store.current_revision().expect("current revision").0;
+    let pools = store
+        .list("IPPool", None)
+        .expect("list pools")
+        .items
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o.key.name,
+                o.value["spec"]["cidr"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    (revision, pools)
+}
+
+#[test]
+fn an_ippool_overlapping_another_pool_is_refused_and_nothing_is_written() {
+    let cluster = Cluster::new();
+    let disabled = pool("off", "10.9.0.0/16") + "  disabled: true\n";
+    let setup = format!("{}---\n{disabled}", pool("existing", "10.1.0.0/16"));
+    expect_status(&cluster.twill_stdin(&["apply", "-f", "-"], &setup), 0, "");
+    let before = pool_state(&cluster);
+    assert_eq!(before.1, ["existing 10.1.0.0/16", "off 10.9.0.0/16"]);
+
+    let docs = |docs: &[String]| docs.join("---\n");
+    let inner = cluster.file(
+        "inner.yaml",
+        &docs(&[
+            GNP.to_string(),
+            pool("fresh", "10.2.0.0/16"),
+            pool("inner", "10.1.4.0/24"),
+        ]),
+    );
+    let outer = cluster.file("outer.yaml", &pool("outer", "10.0.0.0/8"));
+    let twins = cluster.file(
+        "twins.yaml",
+        &docs(&[pool("twin-a", "10.3.0.0/16"), pool("twin-b", "10.3.0.0/16")]),
+    );
+    let beside_disabled = cluster.file("again.yaml", &pool("again", "10.9.128.0/17"));
+    let first = cluster.file(
+        "first.yaml",
+        &docs(&[GNP.to_string(), pool("first", "10.4.0.0/16")]),
+    );
+    let second = cluster.file("second.yaml", &pool("second", "10.4.0.0/20"));
+    let moved = cluster.file("moved.yaml", &pool("existing", "10.9.0.0/24"));
+    // (command, files, the error's text)
+    let cases: &[(&str, Vec<&str>, String)] = &[
+        (
+            "apply",
+            vec![&inner],
+            format!(
+                "error: IPPool(inner) spec.cidr 10.1.4.0/24 overlaps with IPPool(existing) \
+                 spec.cidr 10.1.0.0/16 in the datastore: 10.1.4.0/24 is contained in \
+                 10.1.0.0/16; IPPool CIDRs must not overlap (nothing in {inner} was written)"
+            ),
+        ),
+        (
+            "create",
+            vec![&outer],
+            "IPPool(outer) spec.cidr 10.0.0.0/8 overlaps with IPPool(existing) spec.cidr \
+             10.1.0.0/16 in the datastore: 10.0.0.0/8 contains 10.1.0.0/16"
+                .to_string(),
+        ),
+        (
+            "apply",
+            vec![&twins],
+            format!(
+                "IPPool(twin-b) spec.cidr 10.3.0.0/16 overlaps with IPPool(twin-a) spec.cidr \
+                 10.3.0.0/16 earlier in {twins}: 10.3.0.0/16 equals 10.3.0.0/16"
+            ),
+        ),
+        (
+            "apply",
+            vec![&beside_disabled],
+            "IPPool(again) spec.cidr 10.9.128.0/17 overlaps with IPPool(off) spec.cidr \
+             10.9.0.0/16 in the datastore"
+                .to_string(),
+        ),
+        (
+            "apply",
+            vec![&first, &second],
+            format!(
+                "IPPool(second) spec.cidr 10.4.0.0/20 overlaps with IPPool(first) spec.cidr \
+                 10.4.0.0/16 earlier in {first}: 10.4.0.0/20 is contained in 10.4.0.0/16; \
+                 IPPool CIDRs must not overlap (nothing in {first}, {second} was written)"
+            ),
+        ),
+        (
+            "replace",
+            vec![&moved],
+            "IPPool(existing) spec.cidr 10.9.0.0/24 overlaps with IPPool(off) spec.cidr \
+             10.9.0.0/16 in the datastore: 10.9.0.0/24 is contained in 10.9.0.0/16"
+                .to_string(),
+        ),
+    ];
+    for (command, files, error) in cases {
+        let mut args = vec![*command];
+        for file in files {
+            args.extend(["-f", file]);
+        }
+        let out = cluster.twill(&args);
+        expect_status(&out, 3, error);
+        assert_eq!(
+            pool_state(&cluster),
+            before,
+            "{command} {files:?} wrote something"
+        );
+        assert!(
+            cluster.names("globalnetworkpolicy").is_empty(),
+            "{command} {files:?} wrote the policy of a refused batch"
+        );
+    }
+}
+
+#[test]
+fn pools_that_do_not_overlap_another_pool_are_written() {
+    let cluster = Cluster::new();
+    let pools = format!(
+        "{}---\n{}",
+        pool("v4", "10.1.0.0/16"),
+        pool("v6", "fd00::/48")
+    );
+    // (command, manifest): a pool updated to itself, a neighbour, and the
+    // other family are no overlap.
+    let cases = [
+        ("create", pools.clone()),
+        ("apply", pools.clone()),
+        ("replace", pool("v4", "10.1.0.0/16") + "  disabled: true\n"),
+        ("apply", pool("next-door", "10.2.0.0/16")),
+        ("create", pool("v6-next-door", "fd01::/48")),
+    ];
+    for (command, manifest) in cases {
+        let out = cluster.twill_stdin(&[command, "-f", "-"], &manifest);
+        expect_status(&out, 0, "");
+    }
+    assert_eq!(
+        pool_state(&cluster).1,
+        [
+            "next-door 10.2.0.0/16",
+            "v4 10.1.0.0/16",
+            "v6 fd00::/48",
+            "v6-next-door fd01::/48"
+        ]
+    );
 }

@@ -12,6 +12,7 @@ pub mod columns;
 pub mod get;
 pub mod kinds;
 pub mod label;
+pub mod pools;
 pub mod write;
 
 use std::io::Write;

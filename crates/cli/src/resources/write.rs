@@ -1,7 +1,9 @@
 //! `twill apply|create|replace -f FILE...` and `twill delete`.
 //!
 //! Every manifest is loaded and validated before anything is written: one
-//! invalid document anywhere writes nothing. Then each file is written as
+//! invalid document anywhere writes nothing, and neither does an IPPool
+//! whose CIDR overlaps another pool's, stored or earlier in the command
+//! (see [`super::pools`]). Then each file is written as
 //! one datastore transaction, all of its resources or none of them: a
 //! `create` that finds its third resource taken writes neither the first
 //! two nor the rest.
@@ -15,6 +17,7 @@ use twill_api::Resource;
 use twill_store::{Datastore, Error as StoreError, Key, Op, Precondition, Revision};
 
 use super::kinds::{self, Kind};
+use super::pools;
 use crate::datastore::StoreArgs;
 use crate::error::{CliError, Unwritten};
 use crate::line;
@@ -113,6 +116,14 @@ pub fn run_write(mode: Mode, args: &WriteArgs, err: &mut dyn Write) -> Result<St
         Mode::Replace => args.store.open()?,
         Mode::Apply | Mode::Create => args.store.open_or_create()?,
     };
+    pools::check_batch(
+        &store,
+        loaded.iter().map(|(s, r)| (s.as_str(), r.as_slice())),
+        || {
+            let sources: Vec<&str> = loaded.iter().map(|(s, _)| s.as_str()).collect();
+            Unwritten(Some(sources.join(", ")))
+        },
+    )?;
     let mut written: Vec<&Resource> = Vec::new();
     for (source, resources) in &loaded {
         write_file(&store, mode, source, resources)?;
@@ -277,6 +288,11 @@ fn write_file(
     let mut attempt = 0;
     loop {
         attempt += 1;
+        // Checked again on every attempt: another writer may have added a
+        // pool since the command's first check or the last attempt.
+        pools::check_batch(store, [(source, resources)], || {
+            Unwritten(Some(source.to_string()))
+        })?;
         let ops = plan(store, mode, resources).map_err(|e| unwritten(e, source))?;
         match store.txn(&ops) {
             Ok(_) => return Ok(()),
