@@ -116,6 +116,15 @@ pub enum CliError {
         /// What this means for the command's files.
         written: Unwritten,
     },
+    /// A command would change an existing IPPool's `spec.cidr` or
+    /// `spec.blockSize`, which calicoctl refuses too.
+    #[error("{change}{written}")]
+    PoolFieldFixed {
+        /// The pool, the field and both values (boxed, as `PoolOverlap`).
+        change: Box<crate::resources::pools::FixedChange>,
+        /// What this means for the command's files.
+        written: Unwritten,
+    },
     /// `metadata.resourceVersion` in a manifest is not a revision.
     #[error(
         "{resource}: metadata.resourceVersion {value:?} is not a revision of this datastore (a number); remove it or copy it from `twill get -o yaml`"
@@ -174,6 +183,7 @@ impl CliError {
             | Self::NotFound { .. }
             | Self::Conflict { .. }
             | Self::PoolOverlap { .. }
+            | Self::PoolFieldFixed { .. }
             | Self::LabelPresent { .. } => Status::Refused,
             Self::Corrupt { .. } | Self::Format(_) | Self::Store(_) => Status::Datastore,
         }

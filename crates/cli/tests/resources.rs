@@ -298,14 +298,15 @@ fn replace_needs_an_existing_resource_and_keeps_its_identity() {
     expect_status(&out, 3, "twill create");
 
     let before = cluster.json(&["get", "ippool", "a"]);
-    let out = cluster.twill_stdin(&["replace", "-f", "-"], &pool("a", "10.7.0.0/16"));
+    let disabled = pool("a", "10.1.0.0/16") + "  disabled: true\n";
+    let out = cluster.twill_stdin(&["replace", "-f", "-"], &disabled);
     expect_status(&out, 0, "");
     assert_eq!(
         text(&out.stdout).trim(),
         "Successfully replaced 1 'IPPool' resource(s)"
     );
     let after = cluster.json(&["get", "ippool", "a"]);
-    assert_eq!(after["spec"]["cidr"], "10.7.0.0/16");
+    assert_eq!(after["spec"]["disabled"], true);
     assert_eq!(after["metadata"]["uid"], before["metadata"]["uid"]);
     assert_eq!(
         after["metadata"]["creationTimestamp"],
@@ -331,11 +332,14 @@ fn a_stale_resource_version_is_a_conflict() {
         .expect("resourceVersion is a string")
         .to_string();
     expect_status(
-        &cluster.twill_stdin(&["apply", "-f", "-"], &pool("a", "10.2.0.0/16")),
+        &cluster.twill_stdin(
+            &["apply", "-f", "-"],
+            &(pool("a", "10.1.0.0/16") + "  disabled: true\n"),
+        ),
         0,
         "",
     );
-    let stale = pool("a", "10.3.0.0/16").replace(
+    let stale = (pool("a", "10.1.0.0/16") + "  natOutgoing: true\n").replace(
         "  name: a\n",
         &format!("  name: a\n  resourceVersion: \"{version}\"\n"),
     );
@@ -343,10 +347,9 @@ fn a_stale_resource_version_is_a_conflict() {
         let out = cluster.twill_stdin(&[command, "-f", "-"], &stale);
         expect_status(&out, 3, "was changed concurrently");
     }
-    assert_eq!(
-        cluster.json(&["get", "ippool", "a"])["spec"]["cidr"],
-        "10.2.0.0/16"
-    );
+    let stored = cluster.json(&["get", "ippool", "a"]);
+    assert_eq!(stored["spec"]["disabled"], true);
+    assert_ne!(stored["spec"]["natOutgoing"], true);
 }
 
 #[test]
@@ -631,7 +634,7 @@ fn pool_state(cluster: &Cluster) -> (u64, Vec<String>) {
 }
 
 #[test]
-fn an_ippool_overlapping_another_pool_is_refused_and_nothing_is_written() {
+fn an_ippool_overlapping_another_pool_or_changing_its_cidr_is_refused_and_nothing_is_written() {
     let cluster = Cluster::new();
     let disabled = pool("off", "10.9.0.0/16") + "  disabled: true\n";
     let setup = format!("{}---\n{disabled}", pool("existing", "10.1.0.0/16"));
@@ -660,6 +663,10 @@ fn an_ippool_overlapping_another_pool_is_refused_and_nothing_is_written() {
     );
     let second = cluster.file("second.yaml", &pool("second", "10.4.0.0/20"));
     let moved = cluster.file("moved.yaml", &pool("existing", "10.9.0.0/24"));
+    let resized = cluster.file(
+        "resized.yaml",
+        &(pool("existing", "10.1.0.0/16") + "  blockSize: 28\n"),
+    );
     // (command, files, the error's text)
     let cases: &[(&str, Vec<&str>, String)] = &[
         (
@@ -705,8 +712,17 @@ fn an_ippool_overlapping_another_pool_is_refused_and_nothing_is_written() {
         (
             "replace",
             vec![&moved],
-            "IPPool(existing) spec.cidr 10.9.0.0/24 overlaps with IPPool(off) spec.cidr \
-             10.9.0.0/16 in the datastore: 10.9.0.0/24 is contained in 10.9.0.0/16"
+            format!(
+                "error: IPPool(existing) spec.cidr cannot change from 10.1.0.0/16 (in the \
+                 datastore) to 10.9.0.0/24: the pool's blocks were carved with it; create a \
+                 new pool, disable this one and move its workloads (nothing in {moved} was \
+                 written)"
+            ),
+        ),
+        (
+            "apply",
+            vec![&resized],
+            "IPPool(existing) spec.blockSize cannot change from 26 (in the datastore) to 28"
                 .to_string(),
         ),
     ];

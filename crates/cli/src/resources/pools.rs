@@ -1,4 +1,12 @@
-//! IPPool CIDRs must not overlap, as calicoctl enforces it.
+//! IPPool CIDRs must not overlap, and an existing pool's CIDR and block
+//! size cannot change, as calicoctl enforces both.
+//!
+//! A pool's blocks are carved from its CIDR at its block size, and every
+//! node's affinities and every allocation live in those blocks: Calico
+//! refuses to change either field of an existing pool ("IPPool CIDR cannot
+//! be modified"); the way to move is a new pool, the old one disabled and
+//! its workloads moved. [`first_fixed_change`] checks that, for `apply` and
+//! `replace`.
 //!
 //! Calico refuses to create a pool whose CIDR overlaps (contains, is
 //! contained in, or equals) the CIDR of any other pool, disabled pools
@@ -9,34 +17,54 @@
 //! pools written earlier in the same command, in order, as calicoctl's
 //! one-by-one writes would meet them.
 //!
-//! [`first_overlap`] is the pure check; [`check_batch`] feeds it the
-//! datastore's pools and a command's manifests.
+//! [`first_overlap`] and [`first_fixed_change`] are the pure checks;
+//! [`check_batch`] feeds them the datastore's pools and a command's
+//! manifests.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use ipnet::IpNet;
+use twill_api::ippool::{DEFAULT_BLOCK_SIZE_V4, DEFAULT_BLOCK_SIZE_V6};
 use twill_api::{Resource, Spec};
 use twill_store::Datastore;
 
+use super::write::Mode;
 use crate::error::{CliError, Unwritten};
 
-/// A pool as the overlap check sees it: its name and its network.
+/// A pool as the checks see it: its name, network and block size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolCidr {
     /// `metadata.name`.
     pub name: String,
     /// `spec.cidr`, masked.
     pub cidr: IpNet,
+    /// `spec.blockSize`, or its family's default.
+    pub block_size: i32,
 }
 
 impl PoolCidr {
-    /// A pool named `name` over `cidr` (host bits cleared).
+    /// A pool named `name` over `cidr` (host bits cleared), with the
+    /// family's default block size.
     pub fn new(name: impl Into<String>, cidr: IpNet) -> Self {
+        let block_size = match cidr {
+            IpNet::V4(_) => DEFAULT_BLOCK_SIZE_V4,
+            IpNet::V6(_) => DEFAULT_BLOCK_SIZE_V6,
+        };
         Self {
             name: name.into(),
             cidr: cidr.trunc(),
+            block_size,
         }
+    }
+
+    /// The same pool with `spec.blockSize` `size`, when set.
+    #[must_use]
+    pub fn with_block_size(mut self, size: Option<i32>) -> Self {
+        if let Some(size) = size {
+            self.block_size = size;
+        }
+        self
     }
 }
 
@@ -176,6 +204,83 @@ pub fn first_overlap(stored: &[PoolCidr], batch: &[(String, PoolCidr)]) -> Optio
     None
 }
 
+/// A field of an existing pool that a command would change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FixedChange {
+    /// The pool's name.
+    pub pool: String,
+    /// `spec.cidr` or `spec.blockSize`.
+    pub field: &'static str,
+    /// The value the pool has.
+    pub from: String,
+    /// The value the command asks for.
+    pub to: String,
+    /// Where the pool's current value comes from.
+    pub origin: Origin,
+}
+
+impl fmt::Display for FixedChange {
+    /// `IPPool(a) spec.cidr cannot change from 10.1.0.0/16 (in the
+    /// datastore) to 10.7.0.0/16`, with the way to move.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "IPPool({}) {} cannot change from {} ({}) to {}: the pool's blocks were carved \
+             with it; create a new pool, disable this one and move its workloads",
+            self.pool, self.field, self.from, self.origin, self.to
+        )
+    }
+}
+
+impl FixedChange {
+    /// The error that refuses the command; `written` names what stays unwritten.
+    pub fn into_error(self, written: Unwritten) -> CliError {
+        CliError::PoolFieldFixed {
+            change: Box::new(self),
+            written,
+        }
+    }
+}
+
+/// The first pool of `batch` (in write order) that already exists, stored
+/// or earlier in `batch`, with another CIDR or block size.
+pub fn first_fixed_change(
+    stored: &[PoolCidr],
+    batch: &[(String, PoolCidr)],
+) -> Option<FixedChange> {
+    let mut state: BTreeMap<&str, (&PoolCidr, Origin)> = stored
+        .iter()
+        .map(|p| (p.name.as_str(), (p, Origin::Datastore)))
+        .collect();
+    for (source, pool) in batch {
+        if let Some((current, origin)) = state.get(pool.name.as_str()) {
+            let change = |field, from: String, to: String| FixedChange {
+                pool: pool.name.clone(),
+                field,
+                from,
+                to,
+                origin: origin.clone(),
+            };
+            if current.cidr != pool.cidr {
+                return Some(change(
+                    "spec.cidr",
+                    current.cidr.to_string(),
+                    pool.cidr.to_string(),
+                ));
+            }
+            if current.block_size != pool.block_size {
+                return Some(change(
+                    "spec.blockSize",
+                    current.block_size.to_string(),
+                    pool.block_size.to_string(),
+                ));
+            }
+        }
+        state.insert(&pool.name, (pool, Origin::Manifest(source.clone())));
+    }
+    None
+}
+
 /// The IPPools of a command's manifests, in order, with their source files.
 pub fn manifest_pools<'a>(
     files: impl IntoIterator<Item = (&'a str, &'a [Resource])>,
@@ -188,7 +293,8 @@ pub fn manifest_pools<'a>(
             {
                 pools.push((
                     source.to_string(),
-                    PoolCidr::new(pool.metadata.name.clone(), cidr),
+                    PoolCidr::new(pool.metadata.name.clone(), cidr)
+                        .with_block_size(pool.spec.block_size),
                 ));
             }
         }
@@ -209,15 +315,22 @@ pub fn stored_pools(store: &dyn Datastore) -> Result<Vec<PoolCidr>, CliError> {
                 .pointer("/spec/cidr")
                 .and_then(|c| c.as_str())
                 .and_then(|c| c.parse::<IpNet>().ok())?;
-            Some(PoolCidr::new(object.key.name, cidr))
+            let block_size = object
+                .value
+                .pointer("/spec/blockSize")
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|size| i32::try_from(size).ok());
+            Some(PoolCidr::new(object.key.name, cidr).with_block_size(block_size))
         })
         .collect())
 }
 
-/// Refuses the manifests if one of their pools overlaps another pool;
-/// `written` is what the error reports as unwritten.
+/// Refuses the manifests if one of their pools overlaps another pool or,
+/// for `apply` and `replace`, changes an existing pool's CIDR or block
+/// size; `written` is what the error reports as unwritten.
 pub fn check_batch<'a>(
     store: &dyn Datastore,
+    mode: Mode,
     files: impl IntoIterator<Item = (&'a str, &'a [Resource])>,
     written: impl FnOnce() -> Unwritten,
 ) -> Result<(), CliError> {
@@ -225,7 +338,14 @@ pub fn check_batch<'a>(
     if batch.is_empty() {
         return Ok(());
     }
-    match first_overlap(&stored_pools(store)?, &batch) {
+    let stored = stored_pools(store)?;
+    // `create` of an existing pool is refused as existing, whatever it holds.
+    if mode != Mode::Create
+        && let Some(change) = first_fixed_change(&stored, &batch)
+    {
+        return Err(change.into_error(written()));
+    }
+    match first_overlap(&stored, &batch) {
         Some(overlap) => Err(overlap.into_error(written())),
         None => Ok(()),
     }
@@ -378,6 +498,93 @@ mod tests {
                 .map(|(p, o, stored, r)| (p.to_string(), o.to_string(), stored, r));
             assert_eq!(got, want, "{}", case.name);
         }
+    }
+
+    #[test]
+    fn an_existing_pool_keeps_its_cidr_and_block_size() {
+        let sized = |name, cidr, size| pool(name, cidr).with_block_size(Some(size));
+        let file = |p: PoolCidr| ("pools.yaml".to_string(), p);
+        // (case, stored, batch, refused field with from and to, from the datastore)
+        let cases = [
+            (
+                "the same cidr and block size is no change",
+                vec![sized("a", "10.1.0.0/16", 26)],
+                vec![file(sized("a", "10.1.0.0/16", 26))],
+                None,
+            ),
+            (
+                "host bits are no change",
+                vec![pool("a", "10.1.0.0/16")],
+                vec![file(pool("a", "10.1.9.9/16"))],
+                None,
+            ),
+            (
+                "an unset block size is the family default",
+                vec![sized("a", "10.1.0.0/16", 26)],
+                vec![file(pool("a", "10.1.0.0/16"))],
+                None,
+            ),
+            (
+                "a new cidr is refused",
+                vec![pool("a", "10.1.0.0/16")],
+                vec![file(pool("a", "10.7.0.0/16"))],
+                Some(("spec.cidr", "10.1.0.0/16", "10.7.0.0/16", true)),
+            ),
+            (
+                "a narrower cidr is refused",
+                vec![pool("a", "10.1.0.0/16")],
+                vec![file(pool("a", "10.1.0.0/17"))],
+                Some(("spec.cidr", "10.1.0.0/16", "10.1.0.0/17", true)),
+            ),
+            (
+                "a new block size is refused",
+                vec![sized("a", "10.1.0.0/16", 26)],
+                vec![file(sized("a", "10.1.0.0/16", 28))],
+                Some(("spec.blockSize", "26", "28", true)),
+            ),
+            (
+                "a pool changed later in the same command is refused",
+                vec![],
+                vec![
+                    file(pool("a", "10.1.0.0/16")),
+                    file(pool("a", "10.2.0.0/16")),
+                ],
+                Some(("spec.cidr", "10.1.0.0/16", "10.2.0.0/16", false)),
+            ),
+            (
+                "other pools are not compared",
+                vec![pool("a", "10.1.0.0/16")],
+                vec![file(pool("b", "10.2.0.0/16"))],
+                None,
+            ),
+        ];
+        for (name, stored, batch, want) in cases {
+            let got = first_fixed_change(&stored, &batch);
+            let got = got.as_ref().map(|c| {
+                (
+                    c.field,
+                    c.from.as_str(),
+                    c.to.as_str(),
+                    c.origin == Origin::Datastore,
+                )
+            });
+            assert_eq!(got, want, "{name}");
+        }
+    }
+
+    #[test]
+    fn the_fixed_field_error_names_the_pool_both_values_and_the_way_to_move() {
+        let error =
+            first_fixed_change(&[pool("a", "10.1.0.0/16")], &batch(&[("a", "10.7.0.0/16")]))
+                .unwrap()
+                .into_error(Unwritten(Some("pools.yaml".into())));
+        assert_eq!(
+            error.to_string(),
+            "IPPool(a) spec.cidr cannot change from 10.1.0.0/16 (in the datastore) to \
+             10.7.0.0/16: the pool's blocks were carved with it; create a new pool, disable \
+             this one and move its workloads (nothing in pools.yaml was written)"
+        );
+        assert_eq!(error.status(), crate::Status::Refused);
     }
 
     #[test]

@@ -2,8 +2,9 @@
 //!
 //! Every manifest is loaded and validated before anything is written: one
 //! invalid document anywhere writes nothing, and neither does an IPPool
-//! whose CIDR overlaps another pool's, stored or earlier in the command
-//! (see [`super::pools`]). Then each file is written as
+//! whose CIDR overlaps another pool's, stored or earlier in the command,
+//! nor one that changes an existing pool's CIDR or block size (see
+//! [`super::pools`]). Then each file is written as
 //! one datastore transaction, all of its resources or none of them: a
 //! `create` that finds its third resource taken writes neither the first
 //! two nor the rest.
@@ -118,6 +119,7 @@ pub fn run_write(mode: Mode, args: &WriteArgs, err: &mut dyn Write) -> Result<St
     };
     pools::check_batch(
         &store,
+        mode,
         loaded.iter().map(|(s, r)| (s.as_str(), r.as_slice())),
         || {
             let sources: Vec<&str> = loaded.iter().map(|(s, _)| s.as_str()).collect();
@@ -290,7 +292,7 @@ fn write_file(
         attempt += 1;
         // Checked again on every attempt: another writer may have added a
         // pool since the command's first check or the last attempt.
-        pools::check_batch(store, [(source, resources)], || {
+        pools::check_batch(store, mode, [(source, resources)], || {
             Unwritten(Some(source.to_string()))
         })?;
         let ops = plan(store, mode, resources).map_err(|e| unwritten(e, source))?;
