@@ -749,19 +749,29 @@ impl Lab {
                     &store::endpoint_name(&node.name, "barrier"),
                 ),
             );
-            wanted.push((node.name.clone(), file, revision.0));
+            let felix = node.pids.get(Daemon::Felix.as_str()).copied();
+            wanted.push((node.name.clone(), felix, file, revision.0));
         }
-        for (node, file, revision) in wanted {
+        for (node, felix, file, revision) in wanted {
             sys::wait_for(
                 &format!("felix-rs on {node} to program revision {revision}"),
                 SETTLE_TIMEOUT,
                 || {
+                    // A felix-rs that exited programs nothing: say so now,
+                    // with its last words, rather than time out.
+                    if felix.is_some_and(|pid| !sys::alive(pid)) {
+                        return Some(Err(LabError::Command {
+                            command: format!("felix-rs on node {node}"),
+                            status: "exited".into(),
+                            stderr: self.log_tail(&node, Daemon::Felix.as_str()),
+                        }));
+                    }
                     let text = std::fs::read(&file).ok()?;
                     let status: twill_api::status::EndpointStatus =
                         serde_json::from_slice(&text).ok()?;
-                    (status.revision >= revision).then_some(())
+                    (status.revision >= revision).then_some(Ok(()))
                 },
-            )?;
+            )??;
         }
         Ok(())
     }

@@ -140,16 +140,46 @@ pub fn spawn_detached(mut command: Command, log: &Path) -> Result<u32> {
     Ok(child.id())
 }
 
-/// Whether `pid` is a live (not zombie) process.
+/// Whether `pid` is a live process: one of its threads has not exited.
+///
+/// The main thread of a process killed with SIGKILL turns zombie at once,
+/// while its other threads may run on for a while (one in an
+/// uninterruptible wait, such as an fsync, dies only when the wait ends;
+/// on a loaded machine that took seconds). The process keeps its files,
+/// sockets and ports until its last thread is gone, so it counts as alive
+/// until then: a successor started earlier cannot bind its ports.
 pub fn alive(pid: u32) -> bool {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+    alive_in(Path::new("/proc"), pid)
+}
+
+/// [`alive`], reading the process table under `proc` (`/proc`).
+fn alive_in(proc: &Path, pid: u32) -> bool {
+    let dir = proc.join(pid.to_string());
+    let Some(main) = thread_state(&dir.join("stat")) else {
         return false;
     };
+    if running(main) {
+        return true;
+    }
+    let Ok(threads) = std::fs::read_dir(dir.join("task")) else {
+        return false;
+    };
+    threads
+        .flatten()
+        .any(|thread| thread_state(&thread.path().join("stat")).is_some_and(running))
+}
+
+/// The state letter in a `stat` file, or `None` when it cannot be read.
+fn thread_state(stat: &Path) -> Option<char> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // The state follows the command name, which is in parentheses.
-    let state = stat
-        .rsplit_once(") ")
-        .and_then(|(_, rest)| rest.chars().next());
-    !matches!(state, None | Some('Z' | 'X'))
+    stat.rsplit_once(") ")
+        .and_then(|(_, rest)| rest.chars().next())
+}
+
+/// Whether a thread in `state` has not exited (zombie or dead).
+fn running(state: char) -> bool {
+    !matches!(state, 'Z' | 'X' | 'x')
 }
 
 /// Sends SIGTERM, waits up to two seconds, then SIGKILL; reaps the process
@@ -243,4 +273,86 @@ pub fn find_program(program: &str, dir: Option<&Path>) -> Option<std::path::Path
         .chain(["/usr/sbin".into(), "/sbin".into()])
         .map(|d| d.join(program))
         .find(|p| p.exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A process table of one process: its own `stat` state and its
+    /// threads' (`None`: the file is missing).
+    fn fake_proc(root: &Path, pid: u32, main: Option<char>, threads: &[char]) {
+        let dir = root.join(pid.to_string());
+        std::fs::create_dir_all(&dir).expect("create the fake process");
+        let stat = |state: char| format!("{pid} (felix rs) {state} 1 {pid} {pid} 0 -1\n");
+        if let Some(state) = main {
+            std::fs::write(dir.join("stat"), stat(state)).expect("write stat");
+        }
+        for (i, state) in threads.iter().enumerate() {
+            let thread = dir
+                .join("task")
+                .join((u32::try_from(i).expect("few") + pid).to_string());
+            std::fs::create_dir_all(&thread).expect("create the fake thread");
+            std::fs::write(thread.join("stat"), stat(*state)).expect("write stat");
+        }
+    }
+
+    #[test]
+    fn a_process_is_alive_until_its_last_thread_has_exited() {
+        let root = std::env::temp_dir().join(format!("twill-lab-proc-{}", std::process::id()));
+        let cases: [(&str, Option<char>, &[char], bool); 7] = [
+            ("running", Some('R'), &['R', 'S'], true),
+            ("sleeping, no thread list", Some('S'), &[], true),
+            ("killed, a thread in an fsync", Some('Z'), &['Z', 'D'], true),
+            (
+                "killed, a thread still sleeping",
+                Some('Z'),
+                &['Z', 'S'],
+                true,
+            ),
+            ("every thread exited", Some('Z'), &['Z'], false),
+            ("exited threads only", Some('Z'), &['Z', 'X'], false),
+            ("no such process", None, &[], false),
+        ];
+        for (i, (what, main, threads, want)) in cases.into_iter().enumerate() {
+            let pid = 1000 * (u32::try_from(i).expect("few") + 1);
+            fake_proc(&root, pid, main, threads);
+            assert_eq!(alive_in(&root, pid), want, "{what}");
+        }
+        std::fs::remove_dir_all(&root).expect("remove the fake process table");
+    }
+
+    /// The kernel's side of it: a process whose main thread has exited
+    /// while another waits on its stdin. Needs python3 (for a portable
+    /// `pthread_exit`); skipped without it.
+    #[test]
+    fn a_process_whose_main_thread_exited_is_alive_while_another_thread_runs() {
+        const SCRIPT: &str = "import ctypes, os, threading\n\
+            def wait():\n    os.read(0, 1)\n    os._exit(0)\n\
+            threading.Thread(target=wait).start()\n\
+            ctypes.CDLL(None).pthread_exit(None)\n";
+        let Some(python) = find_program("python3", None) else {
+            eprintln!("skipped: no python3");
+            return;
+        };
+        let mut child = Command::new(python)
+            .args(["-c", SCRIPT])
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("start python3");
+        let pid = child.id();
+        let main_exited = wait_for("the main thread to exit", Duration::from_secs(10), || {
+            (thread_state(Path::new(&format!("/proc/{pid}/stat"))) == Some('Z')).then_some(())
+        });
+        let lingering = alive(pid);
+        drop(child.stdin.take());
+        let gone = wait_for("the last thread to exit", Duration::from_secs(10), || {
+            (!alive(pid)).then_some(())
+        });
+        let status = child.wait().expect("reap python3");
+        main_exited.expect("the main thread exits");
+        assert!(lingering, "alive while a thread runs");
+        gone.expect("not alive once every thread has exited");
+        assert!(status.success(), "{status}");
+    }
 }

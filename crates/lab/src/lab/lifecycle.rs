@@ -380,7 +380,8 @@ impl Lab {
 }
 
 /// Stops `pid`: SIGKILL and wait for it to die, or SIGTERM (SIGKILL after
-/// two seconds).
+/// two seconds). Dead means every thread has exited ([`sys::alive`]): until
+/// then the process still holds its ports, which its successor binds.
 fn stop(pid: u32, hard: bool) -> Result<()> {
     if !hard {
         sys::stop_pid(pid);
@@ -394,7 +395,9 @@ fn stop(pid: u32, hard: bool) -> Result<()> {
     }
     sys::wait_for(
         &format!("process {pid} to die"),
-        Duration::from_secs(5),
+        // A thread in an uninterruptible wait (an fsync) dies only when
+        // the wait ends: over ten seconds behind a build's writeback.
+        SETTLE_TIMEOUT,
         || {
             let _ = nix::sys::wait::waitpid(
                 Pid::from_raw(raw),
