@@ -70,6 +70,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 use twill_api::Spec;
 use twill_api::felix::FelixConfigurationSpec;
+use twill_kernel::watch::AddressChanges;
 use twill_kernel::{Kernel, KernelError, KernelExt};
 use twill_store::{AsyncDatastore, Key};
 
@@ -701,6 +702,15 @@ impl Felix {
         }
     }
 
+    /// The host's addresses or interfaces changed: a HostEndpoint with only
+    /// `expectedIPs` may have moved to another interface.
+    fn on_host_addresses_changed(&mut self) {
+        if self.graph.wants_host_addresses() {
+            self.dirty = true;
+            self.schedule(self.config.apply_delay);
+        }
+    }
+
     fn on_drift_tick(&mut self) {
         if self.synced() && self.apply_at.is_none() {
             tracing::debug!("drift check");
@@ -728,6 +738,14 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> Result<(), DaemonError> {
     run_with_health(config, store, kernel, Arc::new(Health::new()), shutdown).await
+}
+
+/// The next notice of `addresses`; never, without a watch.
+async fn next_change(addresses: Option<&mut AddressChanges>) -> Option<()> {
+    match addresses {
+        Some(addresses) => addresses.changed().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How often the owner loop proves it is alive.
@@ -796,6 +814,14 @@ pub async fn run_with_health(
         );
         watches.spawn(task.instrument(span));
     }
+    // HostEndpoints with only `expectedIPs` follow their addresses as they
+    // move; without the watch, at the next drift check.
+    let mut addresses = kernel
+        .watch_addresses()
+        .inspect_err(|error| {
+            tracing::warn!(%error, "host address changes are seen only at drift checks");
+        })
+        .ok();
     health.heartbeat();
     let drift_interval = config.drift_interval;
     let mut felix = Felix::new(config, kernel, status, Arc::clone(&health));
@@ -824,6 +850,13 @@ pub async fn run_with_health(
                 msg = rx.recv() => match msg {
                     Some(msg) => felix.on_msg(msg),
                     None => return Err(DaemonError::WatchesEnded),
+                },
+                changed = next_change(addresses.as_mut()) => match changed {
+                    Some(()) => felix.on_host_addresses_changed(),
+                    None => {
+                        tracing::warn!("the host address watch ended; changes are seen only at drift checks");
+                        addresses = None;
+                    }
                 },
                 () = apply_due => felix.apply().await,
                 _ = drift.tick() => felix.on_drift_tick(),

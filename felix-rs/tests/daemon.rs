@@ -527,3 +527,64 @@ async fn a_table_deleted_behind_the_daemons_back_is_rebuilt_whole() {
     );
     running.stop().await;
 }
+
+#[tokio::test]
+async fn a_host_endpoint_by_expected_ip_follows_its_address_to_another_interface_at_once() {
+    let store = MemoryStore::default();
+    let kernel = RecordingKernel::new();
+    for (link, peer) in [("eth0", "peer0"), ("eth1", "peer1")] {
+        kernel
+            .create_veth(twill_kernel::VethSpec::new(link, peer))
+            .await
+            .unwrap();
+    }
+    let address: ipnet::IpNet = "192.168.1.10/24".parse().unwrap();
+    kernel.add_address("eth0", address).await.unwrap();
+    let (_tmp, dir) = status_dir();
+    put(
+        &store,
+        "apiVersion: projectcalico.org/v3
+kind: HostEndpoint
+metadata: {name: by-ip, labels: {role: host}}
+spec: {node: node1, expectedIPs: [192.168.1.10]}
+",
+    );
+    let mut config = config(&dir);
+    // No drift check comes to the rescue within the test.
+    config.drift_interval = Duration::from_secs(3600);
+    let running = start(config, &store, &kernel);
+    let polices = |link: &str| {
+        let chain = format!("hin-{link}");
+        move |kernel: &RecordingKernel| {
+            successful_applies(kernel)
+                .last()
+                .is_some_and(|script| script.contains(&chain))
+        }
+    };
+    let on_eth0 = polices("eth0");
+    eventually("eth0 policed", || on_eth0(&kernel)).await;
+    // The first drift check (two seconds after the first apply) reads the
+    // table back; the address moves after it, so only the address watch
+    // can tell felix-rs.
+    let reads = |kernel: &RecordingKernel| {
+        kernel
+            .ops()
+            .iter()
+            .filter(|r| matches!(r.op, KernelOp::NftReadTable(_)))
+            .count()
+    };
+    let before = reads(&kernel);
+    eventually("the first drift check", || reads(&kernel) > before).await;
+
+    kernel.delete_address("eth0", address).await.unwrap();
+    kernel.add_address("eth1", address).await.unwrap();
+    let on_eth1 = polices("eth1");
+    eventually("eth1 policed once the address moved", || on_eth1(&kernel)).await;
+    let table = table(&kernel).await;
+    assert!(table.chains.contains_key("hin-eth1"));
+    assert!(
+        !table.chains.contains_key("hin-eth0"),
+        "eth0 is no longer policed"
+    );
+    running.stop().await;
+}

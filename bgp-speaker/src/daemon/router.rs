@@ -112,6 +112,10 @@ impl Kernel for FamilyKernel {
             self.ipv6,
         )))
     }
+
+    fn watch_addresses(&self) -> Result<twill_kernel::watch::AddressChanges, KernelError> {
+        self.inner.watch_addresses()
+    }
 }
 
 /// The IPv4 and IPv6 [`Router`]s as the daemon drives them.

@@ -32,6 +32,7 @@ type Request = (KernelOp, oneshot::Sender<Result<KernelReply, KernelError>>);
 #[derive(Clone)]
 pub struct NetlinkKernel {
     tx: mpsc::UnboundedSender<Request>,
+    netns: Option<NetnsPath>,
     label: Arc<str>,
     nft: Arc<NftConfig>,
 }
@@ -71,14 +72,20 @@ impl NetlinkKernel {
         let (tx, rx) = mpsc::unbounded_channel::<Request>();
         let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<(), KernelError>>();
         let worker_nft = Arc::clone(&nft);
+        let worker_netns = netns.clone();
         std::thread::Builder::new()
             .name("twill-kernel".into())
-            .spawn(move || worker(netns, worker_nft, rx, ready_tx))
+            .spawn(move || worker(worker_netns, worker_nft, rx, ready_tx))
             .map_err(|err| KernelError::os(object(), "spawn worker thread", &err))?;
         ready_rx.recv().map_err(|_| KernelError::WorkerGone {
             netns: label.to_string(),
         })??;
-        Ok(Self { tx, label, nft })
+        Ok(Self {
+            tx,
+            netns,
+            label,
+            nft,
+        })
     }
 
     /// The nft configuration.
@@ -99,6 +106,10 @@ impl Kernel for NetlinkKernel {
 
     fn enter(&self, netns: &NetnsPath) -> Result<Arc<dyn Kernel>, KernelError> {
         Ok(Arc::new(Self::open(netns, (*self.nft).clone())?))
+    }
+
+    fn watch_addresses(&self) -> Result<crate::watch::AddressChanges, KernelError> {
+        crate::watch::spawn(self.netns.clone(), &self.label)
     }
 }
 

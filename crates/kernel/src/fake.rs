@@ -26,6 +26,7 @@ use crate::op::{Kernel, KernelOp, KernelReply, Pending};
 use crate::route::{Route, RouteKey, RouteKind, normalize_metric};
 use crate::route_batch::{RouteBatchReport, RouteChange, RouteFailure};
 use crate::sysctl::SysctlKey;
+use crate::watch::{AddressChanges, Notifier};
 
 /// One op as the fake received it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +173,8 @@ struct State {
     log: Vec<RecordedOp>,
     failures: Vec<Failure>,
     mac_seq: u32,
+    /// Address watches, by the namespace they watch.
+    address_watches: Vec<(Option<NetnsPath>, Notifier)>,
 }
 
 /// The recording fake. Clones share one model and one log; [`Kernel::enter`]
@@ -204,6 +207,7 @@ impl RecordingKernel {
             log: Vec::new(),
             failures: Vec::new(),
             mac_seq: 0,
+            address_watches: Vec::new(),
         };
         Self {
             state: Arc::new(Mutex::new(state)),
@@ -319,8 +323,31 @@ impl RecordingKernel {
             op: op.clone(),
             failed: result.is_err(),
         });
+        if result.is_ok() && changes_addresses(op) {
+            let netns = &self.netns;
+            state
+                .address_watches
+                .retain(|(watched, notifier)| watched != netns || notifier.notify());
+        }
         result
     }
+}
+
+/// Whether `op` changes what an address watch reports: addresses, or
+/// interfaces (which carry them).
+fn changes_addresses(op: &KernelOp) -> bool {
+    matches!(
+        op,
+        KernelOp::AddAddress(_)
+            | KernelOp::DeleteAddress(_)
+            | KernelOp::CreateVeth(_)
+            | KernelOp::CreateBridge(_)
+            | KernelOp::CreateVxlan(_)
+            | KernelOp::MoveLink { .. }
+            | KernelOp::RenameLink { .. }
+            | KernelOp::SetLinkUp { .. }
+            | KernelOp::DeleteLink { .. }
+    )
 }
 
 impl Kernel for RecordingKernel {
@@ -338,6 +365,14 @@ impl Kernel for RecordingKernel {
             state: Arc::clone(&self.state),
             netns: Some(netns.clone()),
         }))
+    }
+
+    fn watch_addresses(&self) -> Result<AddressChanges, KernelError> {
+        let (notifier, changes) = AddressChanges::channel();
+        self.lock()
+            .address_watches
+            .push((self.netns.clone(), notifier));
+        Ok(changes)
     }
 }
 

@@ -680,3 +680,53 @@ fn route_batch_applies_each_change_alone_and_lists_the_failures() {
         Some("apply_routes")
     );
 }
+
+#[test]
+fn address_and_link_changes_notify_the_watches_of_their_namespace() {
+    use futures::FutureExt;
+    let kernel = kernel_with_veth();
+    let pod = pod_netns(&kernel);
+    let mut host = kernel.watch_addresses().expect("watch");
+    let mut in_pod = kernel
+        .enter(&pod)
+        .expect("the fake does this")
+        .watch_addresses()
+        .expect("watch");
+    let noticed = |changes: &mut AddressChanges| changes.changed().now_or_never().is_some();
+    assert!(!noticed(&mut host), "nothing changed yet");
+
+    kernel
+        .add_address("tw0a", net("10.0.0.1/24"))
+        .wait()
+        .expect("the fake does this");
+    kernel
+        .add_address("tw0a", net("10.0.0.2/24"))
+        .wait()
+        .expect("the fake does this");
+    assert!(noticed(&mut host), "an added address");
+    assert!(
+        !noticed(&mut host),
+        "two changes before a look are one notice"
+    );
+    assert!(
+        !noticed(&mut in_pod),
+        "another namespace's watch is not told"
+    );
+
+    kernel.list_addresses(None).wait().expect("op");
+    assert!(!noticed(&mut host), "a read is no change");
+    assert!(
+        kernel
+            .add_address("absent", net("10.0.0.3/24"))
+            .wait()
+            .is_err(),
+        "no such link"
+    );
+    assert!(!noticed(&mut host), "a failed op is no change");
+
+    kernel.delete_link("tw0a").wait().expect("op");
+    assert!(
+        noticed(&mut host),
+        "a deleted interface takes its addresses"
+    );
+}

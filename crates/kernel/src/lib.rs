@@ -83,6 +83,7 @@ pub mod op;
 pub mod route;
 pub mod route_batch;
 pub mod sysctl;
+pub mod watch;
 
 pub use addr::AddressEntry;
 pub use backend::NetlinkKernel;

@@ -353,6 +353,15 @@ pub trait Kernel: Send + Sync {
     /// backend this starts a worker thread: keep the result rather than
     /// entering per op.
     fn enter(&self, netns: &NetnsPath) -> Result<Arc<dyn Kernel>, KernelError>;
+
+    /// Notices of address and interface changes in this kernel's namespace
+    /// (see [`crate::watch`]). Each call starts a watch of its own; for the
+    /// real backend, a thread.
+    ///
+    /// # Errors
+    ///
+    /// When the subscription cannot be made, naming the namespace.
+    fn watch_addresses(&self) -> Result<crate::watch::AddressChanges, KernelError>;
 }
 
 fn unexpected<T>(reply: KernelReply) -> Result<T, KernelError> {

@@ -3,6 +3,8 @@
 
 mod common;
 
+use std::time::Duration;
+
 use common::{ip, kernel_in, link_name, net, netns, path, veth_pair};
 use twill_integration::require_root;
 use twill_kernel::{
@@ -390,4 +392,53 @@ async fn real_kernel_ops_can_be_awaited_from_a_runtime() {
     kernel.set_link_up(&a, true).await.expect("up");
     assert!(kernel.get_link(&a).await.expect("link").up);
     drop(kernel);
+}
+
+/// Whether `changes` tells of a change within `wait`.
+fn noticed(changes: &mut twill_kernel::watch::AddressChanges, wait: Duration) -> bool {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async { tokio::time::timeout(wait, changes.changed()).await.is_ok() })
+}
+
+#[test]
+fn address_changes_in_the_namespace_are_noticed_and_those_elsewhere_are_not() {
+    require_root!();
+    let watched = netns("watched");
+    let other = netns("other");
+    let kernel = kernel_in(&watched);
+    let elsewhere = kernel_in(&other);
+    let (a, _) = veth_pair(&kernel);
+    let (b, _) = veth_pair(&elsewhere);
+    let mut changes = kernel.watch_addresses().expect("watch");
+    // The veths' own creation may still be reported; drain it.
+    while noticed(&mut changes, Duration::from_millis(200)) {}
+
+    elsewhere
+        .add_address(&b, net("10.66.0.1/24"))
+        .wait()
+        .expect("add elsewhere");
+    assert!(
+        !noticed(&mut changes, Duration::from_millis(300)),
+        "a change in another namespace is not this one's"
+    );
+    kernel
+        .add_address(&a, net("10.65.0.1/24"))
+        .wait()
+        .expect("add");
+    assert!(
+        noticed(&mut changes, Duration::from_secs(5)),
+        "an added address is noticed"
+    );
+    while noticed(&mut changes, Duration::from_millis(200)) {}
+    kernel
+        .delete_address(&a, net("10.65.0.1/24"))
+        .wait()
+        .expect("delete");
+    assert!(
+        noticed(&mut changes, Duration::from_secs(5)),
+        "a deleted address is noticed"
+    );
 }
