@@ -190,8 +190,10 @@ async fn status_files_follow_the_programmed_revision_and_stale_ones_are_swept() 
     let kernel = RecordingKernel::new();
     let (_tmp, dir) = status_dir();
     std::fs::create_dir_all(&dir).unwrap();
-    // Left by an earlier run for an endpoint that no longer exists.
+    // Left by an earlier run for an endpoint that no longer exists, and
+    // half written by an earlier run that was killed.
     std::fs::write(dir.join("ns1.gone.json"), "{}").unwrap();
+    std::fs::write(dir.join(".ns1.a.json.tmp"), "{").unwrap();
     put(&store, &wep("a", 1));
     let running = start(config(&dir), &store, &kernel);
     let first = revision(&store, "a");
@@ -199,6 +201,10 @@ async fn status_files_follow_the_programmed_revision_and_stale_ones_are_swept() 
     assert!(
         !dir.join("ns1.gone.json").exists(),
         "stale status file swept"
+    );
+    assert!(
+        !dir.join(".ns1.a.json.tmp").exists(),
+        "half-written status file swept"
     );
 
     put(&store, &wep("a", 9));

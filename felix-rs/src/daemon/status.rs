@@ -97,6 +97,9 @@ impl StatusDir {
             if file.ends_with(".json") && !wanted.contains(&file) {
                 tracing::info!(file, "removing the status of an endpoint that is gone");
                 remove_file(&entry.path())?;
+            } else if file.starts_with('.') && file.ends_with(".json.tmp") {
+                // Half written by an earlier run that was killed.
+                remove_file(&entry.path())?;
             }
         }
         Ok(())
@@ -106,11 +109,14 @@ impl StatusDir {
         let file = endpoint_status_file_name(&status.namespace, &status.name);
         let path = self.dir.join(&file);
         // Written under a name the CNI plugin never reads, then renamed: a
-        // reader sees the old file or the new one, never half of one.
+        // reader sees the old file or the new one, never half of one. Not
+        // synced: the file tells of the kernel's ruleset, which a reboot
+        // does not keep either (the directory is on tmpfs under /var/run),
+        // and an fsync would stall the owner loop behind the disk.
         let temp = self.dir.join(format!(".{file}.tmp"));
         let body = serde_json::to_vec(status).expect("an endpoint status serializes");
         let result = std::fs::File::create(&temp)
-            .and_then(|mut f| f.write_all(&body).and_then(|()| f.sync_all()))
+            .and_then(|mut f| f.write_all(&body))
             .and_then(|()| std::fs::rename(&temp, &path));
         result.map_err(|source| DaemonError::StatusFile {
             path: path.display().to_string(),
