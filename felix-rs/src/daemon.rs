@@ -49,6 +49,10 @@
 //!   shortly after the first apply.
 //! * **Drift.** Every `drift_interval` the table is read back and any
 //!   difference repaired.
+//! * **Host addresses.** A HostEndpoint with only `expectedIPs` polices the
+//!   interface carrying one of them; the kernel's notices of address and
+//!   interface changes (`Kernel::watch_addresses`) trigger an apply that
+//!   lists the addresses again, so the policy follows a moved address.
 
 pub mod health;
 mod msg;
