@@ -14,8 +14,6 @@
 //! change that matters to no one (a pod's veth coming up); listing is
 //! cheap.
 
-use std::time::Duration;
-
 use nix::errno::Errno;
 use nix::sys::socket::{setsockopt, sockopt};
 use nix::sys::time::TimeVal;
@@ -29,9 +27,9 @@ use crate::netns::{self, NetnsPath};
 /// `RTMGRP_LINK`, `RTMGRP_IPV4_IFADDR` and `RTMGRP_IPV6_IFADDR`.
 const GROUPS: u32 = 0x1 | 0x10 | 0x100;
 
-/// How often the reading thread looks whether the receiver is gone, when
-/// nothing changes.
-const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How often, in seconds, the reading thread looks whether the receiver is
+/// gone, when nothing changes.
+const IDLE_CHECK_SECS: i64 = 1;
 
 /// Notices that a namespace's addresses or interfaces changed; see the
 /// module docs.
@@ -103,7 +101,7 @@ fn subscribe(netns: Option<&NetnsPath>, label: &str) -> Result<Socket, KernelErr
     socket
         .bind(&SocketAddr::new(0, GROUPS))
         .map_err(|e| os("subscribe to address changes", &e))?;
-    let timeout = TimeVal::new(i64::try_from(IDLE_CHECK.as_secs()).unwrap_or(1), 0);
+    let timeout = TimeVal::new(IDLE_CHECK_SECS, 0);
     setsockopt(&socket, sockopt::ReceiveTimeout, &timeout)
         .map_err(|errno| os("set receive timeout", &std::io::Error::from(errno)))?;
     Ok(socket)
